@@ -1,0 +1,416 @@
+//! The configuration schema (shared by the filter's plugin configuration and
+//! the verifier's `--config` file), its validation and its compiled form.
+//!
+//! ```json
+//! {
+//!   "unit": "sat",
+//!   "mints": ["http://127.0.0.1:3338"],
+//!   "default_amount": 1000,
+//!   "free_paths": ["/free", "/healthz"],
+//!   "tiers": [ { "id": "premium", "path_prefix": "/premium", "amount": 1000 } ],
+//!   "verifier": { "cluster": "paygress-verifier", "authority": "paygress-verifier",
+//!                 "timeout_ms": 3000 },
+//!   "failure_mode": "deny"
+//! }
+//! ```
+//!
+//! Unknown keys are an error that names the key. Every other error names the
+//! key (as a path such as `tiers[1].path_prefix`) and the offending value.
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::pricing::{Price, PriceTier};
+use crate::{mint_url, path, MAX_AMOUNT};
+
+/// The default price of a paid path that no tier matches.
+pub const DEFAULT_AMOUNT: u64 = 1000;
+/// The default unit.
+pub const DEFAULT_UNIT: &str = "sat";
+
+/// The configuration, as written by an operator.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default = "default_unit")]
+    pub unit: String,
+    pub mints: Vec<String>,
+    #[serde(default = "default_amount")]
+    pub default_amount: u64,
+    #[serde(default)]
+    pub free_paths: Vec<String>,
+    #[serde(default)]
+    pub tiers: Vec<Tier>,
+    #[serde(default)]
+    pub verifier: VerifierRef,
+    #[serde(default)]
+    pub failure_mode: FailureMode,
+}
+
+/// A price tier: every path under `path_prefix` costs `amount`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tier {
+    pub id: String,
+    pub path_prefix: String,
+    pub amount: u64,
+}
+
+/// Where the filter finds the verifier (read by the filter only).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerifierRef {
+    /// The Envoy cluster of the verifier.
+    #[serde(default = "default_cluster")]
+    pub cluster: String,
+    /// The `:authority` of the callout.
+    #[serde(default = "default_cluster")]
+    pub authority: String,
+    /// The callout's timeout.
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+    /// The verifier's auth path.
+    #[serde(default = "default_auth_path")]
+    pub path: String,
+}
+
+impl Default for VerifierRef {
+    fn default() -> Self {
+        VerifierRef {
+            cluster: default_cluster(),
+            authority: default_cluster(),
+            timeout_ms: default_timeout_ms(),
+            path: default_auth_path(),
+        }
+    }
+}
+
+/// What the filter does when the verifier cannot be reached.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FailureMode {
+    /// Answer 503 `verifier_unavailable` (the default: fail closed).
+    #[default]
+    Deny,
+    /// Let the request through unpaid, and count it.
+    Allow,
+}
+
+fn default_unit() -> String {
+    DEFAULT_UNIT.to_string()
+}
+fn default_amount() -> u64 {
+    DEFAULT_AMOUNT
+}
+fn default_cluster() -> String {
+    "paygress-verifier".to_string()
+}
+fn default_timeout_ms() -> u64 {
+    3000
+}
+fn default_auth_path() -> String {
+    "/auth".to_string()
+}
+
+/// The longest callout timeout accepted.
+pub const MAX_TIMEOUT_MS: u64 = 60_000;
+
+/// Why a configuration was refused.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum ConfigError {
+    /// The document is not JSON of the schema (an unknown key, a wrong type,
+    /// a missing required key); serde's message names the key.
+    #[error("invalid config: {0}")]
+    Parse(String),
+    /// A value broke a rule.
+    #[error("invalid config: `{key}` = {value}: {reason}")]
+    Invalid {
+        key: String,
+        value: String,
+        reason: String,
+    },
+}
+
+fn invalid(
+    key: impl Into<String>,
+    value: impl core::fmt::Debug,
+    reason: impl Into<String>,
+) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.into(),
+        value: format!("{value:?}"),
+        reason: reason.into(),
+    }
+}
+
+impl Config {
+    /// Parses a JSON document (no validation beyond the schema's shape).
+    pub fn from_json(text: &str) -> Result<Config, ConfigError> {
+        serde_json::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))
+    }
+
+    /// Parses an already-parsed JSON value (for YAML front ends).
+    pub fn from_value(value: serde_json::Value) -> Result<Config, ConfigError> {
+        serde_json::from_value(value).map_err(|e| ConfigError::Parse(e.to_string()))
+    }
+
+    /// Validates and compiles the config into its matcher.
+    pub fn compile(&self) -> Result<CompiledConfig, ConfigError> {
+        validate_unit(&self.unit)?;
+        let mints = self.compile_mints()?;
+        validate_amount("default_amount", self.default_amount)?;
+
+        let mut free_paths: Vec<String> = Vec::with_capacity(self.free_paths.len());
+        for (i, p) in self.free_paths.iter().enumerate() {
+            let key = format!("free_paths[{i}]");
+            let norm = validate_prefix(&key, p)?;
+            if free_paths.contains(&norm) {
+                return Err(invalid(key, p, "duplicate free path"));
+            }
+            free_paths.push(norm);
+        }
+
+        let mut tiers: Vec<PriceTier> = Vec::with_capacity(self.tiers.len() + 1);
+        for (i, t) in self.tiers.iter().enumerate() {
+            validate_tier_id(&format!("tiers[{i}].id"), &t.id)?;
+            if tiers.iter().any(|c| c.id.as_deref() == Some(t.id.as_str())) {
+                return Err(invalid(
+                    format!("tiers[{i}].id"),
+                    &t.id,
+                    "duplicate tier id",
+                ));
+            }
+            let key = format!("tiers[{i}].path_prefix");
+            let prefix = validate_prefix(&key, &t.path_prefix)?;
+            if let Some(other) = tiers.iter().find(|c| c.prefix == prefix) {
+                let other = other.id.as_deref().unwrap_or_default();
+                return Err(invalid(
+                    key,
+                    &t.path_prefix,
+                    format!("same path prefix as tier {other:?}"),
+                ));
+            }
+            if free_paths.contains(&prefix) {
+                return Err(invalid(
+                    key,
+                    &t.path_prefix,
+                    "also listed in free_paths: a path cannot be both free and paid",
+                ));
+            }
+            validate_amount(&format!("tiers[{i}].amount"), t.amount)?;
+            tiers.push(PriceTier {
+                index: i + 1,
+                id: Some(t.id.clone()),
+                prefix,
+                amount: t.amount,
+            });
+        }
+        // Longest prefix first, so the first match is the most specific one.
+        tiers.sort_by_key(|t| core::cmp::Reverse(t.prefix.len()));
+
+        let v = &self.verifier;
+        if v.cluster.trim().is_empty() {
+            return Err(invalid("verifier.cluster", &v.cluster, "must not be empty"));
+        }
+        if v.authority.trim().is_empty() || v.authority.chars().any(char::is_whitespace) {
+            return Err(invalid(
+                "verifier.authority",
+                &v.authority,
+                "must be a host name without spaces",
+            ));
+        }
+        if v.timeout_ms == 0 || v.timeout_ms > MAX_TIMEOUT_MS {
+            return Err(invalid(
+                "verifier.timeout_ms",
+                v.timeout_ms,
+                format!("must be between 1 and {MAX_TIMEOUT_MS}"),
+            ));
+        }
+        if !v.path.starts_with('/') || v.path.contains(['?', '#', ' ']) {
+            return Err(invalid(
+                "verifier.path",
+                &v.path,
+                "must be a path starting with /",
+            ));
+        }
+
+        Ok(CompiledConfig {
+            unit: self.unit.clone(),
+            mints,
+            free_paths,
+            tiers,
+            default_tier: PriceTier {
+                index: 0,
+                id: None,
+                prefix: "/".to_string(),
+                amount: self.default_amount,
+            },
+            verifier: self.verifier.clone(),
+            failure_mode: self.failure_mode,
+        })
+    }
+
+    fn compile_mints(&self) -> Result<Vec<String>, ConfigError> {
+        if self.mints.is_empty() {
+            return Err(invalid(
+                "mints",
+                &self.mints,
+                "at least one accepted mint is required",
+            ));
+        }
+        let mut mints: Vec<String> = Vec::with_capacity(self.mints.len());
+        for (i, m) in self.mints.iter().enumerate() {
+            let key = format!("mints[{i}]");
+            let norm = mint_url::normalize(m).map_err(|e| invalid(&key, m, e.to_string()))?;
+            if mints.contains(&norm) {
+                return Err(invalid(key, m, "duplicate mint (after normalisation)"));
+            }
+            mints.push(norm);
+        }
+        Ok(mints)
+    }
+}
+
+fn validate_unit(unit: &str) -> Result<(), ConfigError> {
+    let ok = !unit.is_empty()
+        && unit.len() <= 32
+        && unit
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(invalid(
+            "unit",
+            unit,
+            "must be 1-32 lower-case ASCII letters, digits or _ (e.g. \"sat\")",
+        ))
+    }
+}
+
+fn validate_amount(key: &str, amount: u64) -> Result<(), ConfigError> {
+    if amount == 0 || amount > MAX_AMOUNT {
+        Err(invalid(
+            key,
+            amount,
+            format!("must be between 1 and {MAX_AMOUNT} (2^53)"),
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+fn validate_tier_id(key: &str, id: &str) -> Result<(), ConfigError> {
+    let ok = !id.is_empty()
+        && id.len() <= 63
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(invalid(
+            key,
+            id,
+            "must be 1-63 ASCII letters, digits, '-', '_' or '.'",
+        ))
+    }
+}
+
+/// A prefix must start with `/` and already be in normal form (a trailing
+/// `/` is tolerated): no `.`/`..`/empty segments, no query, no escapes.
+fn validate_prefix(key: &str, prefix: &str) -> Result<String, ConfigError> {
+    if !prefix.starts_with('/') {
+        return Err(invalid(key, prefix, "must start with /"));
+    }
+    if prefix.contains(['?', '#', '%', '\\'])
+        || prefix.chars().any(|c| c.is_whitespace() || c.is_control())
+    {
+        return Err(invalid(
+            key,
+            prefix,
+            "must be a plain path: no query, fragment, escapes, backslashes or spaces",
+        ));
+    }
+    let norm = path::normalize(prefix);
+    let expected = if prefix == "/" {
+        "/"
+    } else {
+        prefix.trim_end_matches('/')
+    };
+    if norm != expected {
+        return Err(invalid(
+            key,
+            prefix,
+            format!("must be in normal form (no empty, . or .. segments): did you mean {norm:?}?"),
+        ));
+    }
+    Ok(norm)
+}
+
+/// A validated config, compiled for matching. Built once (in `on_configure`
+/// or at start) and then only read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompiledConfig {
+    /// The unit every price is in.
+    pub unit: String,
+    /// The accepted mints, normalised.
+    pub mints: Vec<String>,
+    free_paths: Vec<String>,
+    /// Longest prefix first.
+    tiers: Vec<PriceTier>,
+    default_tier: PriceTier,
+    pub verifier: VerifierRef,
+    pub failure_mode: FailureMode,
+}
+
+impl CompiledConfig {
+    /// Parses, validates and compiles a JSON config.
+    pub fn from_json(text: &str) -> Result<CompiledConfig, ConfigError> {
+        Config::from_json(text)?.compile()
+    }
+
+    /// The price of a request target (path, with or without query string).
+    pub fn price(&self, target: &str) -> Price<'_> {
+        let path = path::normalize(target);
+        if self.free_paths.iter().any(|p| path::has_prefix(&path, p)) {
+            return Price::Free;
+        }
+        let tier = self
+            .tiers
+            .iter()
+            .find(|t| path::has_prefix(&path, &t.prefix))
+            .unwrap_or(&self.default_tier);
+        Price::Paid(tier)
+    }
+
+    /// Whether a (normalised) mint URL is accepted.
+    pub fn accepts_mint(&self, mint: &str) -> bool {
+        self.mints.iter().any(|m| m == mint)
+    }
+
+    /// Every price tier, the default (index 0) first, then the configured
+    /// tiers in the order of the config (index 1..).
+    pub fn price_tiers(&self) -> Vec<&PriceTier> {
+        let mut all: Vec<&PriceTier> = Vec::with_capacity(self.tiers.len() + 1);
+        all.push(&self.default_tier);
+        all.extend(self.tiers.iter());
+        all.sort_by_key(|t| t.index);
+        all
+    }
+
+    /// The number of price tiers, the default one included.
+    pub fn tier_count(&self) -> usize {
+        self.tiers.len() + 1
+    }
+
+    /// The default price (paths that no tier matches).
+    pub fn default_amount(&self) -> u64 {
+        self.default_tier.amount
+    }
+
+    /// Normalised free path prefixes.
+    pub fn free_paths(&self) -> &[String] {
+        &self.free_paths
+    }
+}

@@ -1,0 +1,78 @@
+//! Header names of the payment contract (lower case, as HTTP/2 and Envoy carry them).
+
+/// NUT-24: the token on a request, the payment request on a 402.
+pub const X_CASHU: &str = "x-cashu";
+/// `Authorization: Bearer <token>` or `Authorization: Cashu <token>`.
+pub const AUTHORIZATION: &str = "authorization";
+
+/// Set on a paid request going upstream: always `true`.
+pub const X_PAYMENT_VERIFIED: &str = "x-payment-verified";
+/// Set on a paid request going upstream: the amount received, net of mint fees.
+pub const X_PAYMENT_AMOUNT: &str = "x-payment-amount";
+/// Set on a paid request going upstream: the tier that priced it.
+pub const X_PAYMENT_TIER: &str = "x-payment-tier";
+/// Set on a paid request going upstream: a pseudonymous payer id.
+pub const X_USER_ID: &str = "x-user-id";
+/// Set on a paid request going upstream when a pod was provisioned.
+pub const X_PROVISIONED_POD: &str = "x-provisioned-pod";
+
+/// A caller may raise (never lower) the price with this header.
+pub const X_REQUIRED_AMOUNT: &str = "x-required-amount";
+
+/// NGINX `auth_request`: the original request.
+pub const X_ORIGINAL_URL: &str = "x-original-url";
+pub const X_ORIGINAL_METHOD: &str = "x-original-method";
+/// Traefik `forwardAuth` and the filter's callout: the original request.
+pub const X_FORWARDED_URI: &str = "x-forwarded-uri";
+pub const X_FORWARDED_METHOD: &str = "x-forwarded-method";
+pub const X_FORWARDED_HOST: &str = "x-forwarded-host";
+
+/// The verifier's NGINX mode: the real status and body, carried in headers of
+/// a 401 because `auth_request` turns other statuses into 500.
+pub const X_PAYGRESS_STATUS: &str = "x-paygress-status";
+pub const X_PAYGRESS_BODY: &str = "x-paygress-body";
+
+/// Prefix of every payment header; any client-sent header with it is removed.
+pub const X_PAYMENT_PREFIX: &str = "x-payment-";
+
+/// Headers that only Paygress may set. A client-sent copy of any of them is
+/// removed on every path before the request goes upstream.
+pub const RESERVED: [&str; 4] = [
+    X_PAYMENT_VERIFIED,
+    X_PAYMENT_AMOUNT,
+    X_USER_ID,
+    X_PROVISIONED_POD,
+];
+
+/// Whether a client-sent header must be stripped (case-insensitive):
+/// any `X-Payment-*`, `X-User-ID` or `X-Provisioned-Pod`.
+pub fn is_reserved(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    lower.starts_with(X_PAYMENT_PREFIX) || RESERVED.contains(&lower.as_str())
+}
+
+/// The headers that the verifier sets on a grant and that are copied onto the
+/// upstream request.
+pub const GRANT_HEADERS: [&str; 5] = [
+    X_PAYMENT_VERIFIED,
+    X_PAYMENT_AMOUNT,
+    X_PAYMENT_TIER,
+    X_USER_ID,
+    X_PROVISIONED_POD,
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reserved_headers_are_recognised_in_any_case() {
+        assert!(is_reserved("X-Payment-Verified"));
+        assert!(is_reserved("x-payment-anything"));
+        assert!(is_reserved("X-USER-ID"));
+        assert!(is_reserved("x-provisioned-pod"));
+        assert!(!is_reserved("x-cashu"));
+        assert!(!is_reserved("x-paymentverified"));
+        assert!(!is_reserved("authorization"));
+    }
+}

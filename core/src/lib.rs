@@ -1,0 +1,35 @@
+//! Paygress core: the rules that the proxy-wasm filter and the verifier share.
+//!
+//! Pure functions only: no I/O, no async, and no panics on any input. The crate
+//! builds for the host and for `wasm32-wasip1` / `wasm32-unknown-unknown`.
+//!
+//! * [`config`] — the configuration schema, its validation and the compiled form.
+//! * [`pricing`] — path → [`pricing::Price`], by the tier table.
+//! * [`path`] — request-target normalisation used for pricing.
+//! * [`mint_url`] — mint URL normalisation, as cdk does it.
+//! * [`token`] — Cashu token decoding (cashuA / cashuB) without crypto.
+//! * [`extract`] — where a token comes from in a request's headers.
+//! * [`payment_request`] — NUT-18 `creqA` encoding.
+//! * [`outcome`] — outcome codes, their HTTP statuses and the JSON bodies.
+//! * [`precheck`] — the checks made before anything is redeemed.
+//! * [`headers`] — header names, in one place.
+
+pub mod config;
+pub mod extract;
+pub mod headers;
+pub mod mint_url;
+pub mod outcome;
+pub mod path;
+pub mod payment_request;
+pub mod precheck;
+pub mod pricing;
+pub mod token;
+
+pub use config::{CompiledConfig, Config, ConfigError, FailureMode};
+pub use outcome::{ErrorCode, Rejection};
+pub use pricing::Price;
+pub use token::{Token, TokenError, TokenLimits};
+
+/// The largest amount a config or a token may carry: 2^53, so that every
+/// amount survives a round trip through JSON numbers (IEEE doubles) exactly.
+pub const MAX_AMOUNT: u64 = 1 << 53;

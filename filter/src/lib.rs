@@ -1,0 +1,1 @@
+//! Paygress proxy-wasm filter.
