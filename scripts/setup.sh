@@ -28,7 +28,9 @@ need_apt=()
 command -v protoc >/dev/null || need_apt+=(protobuf-compiler)
 [ -x /usr/sbin/nginx ] || command -v nginx >/dev/null || need_apt+=(nginx-light)
 command -v wrk >/dev/null || need_apt+=(wrk)
+command -v curl >/dev/null || need_apt+=(curl ca-certificates)
 command -v node >/dev/null || need_apt+=(nodejs)
+python3 -c "import venv, ensurepip" 2>/dev/null || need_apt+=(python3 python3-venv)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     say "apt-get install ${need_apt[*]}"
@@ -60,7 +62,8 @@ fi
 # --- wasm-bindgen test runner, at the version the lockfile pins -------------
 if [ ! -x "$WASM_BINDGEN_RUNNER" ]; then
   say "cargo install wasm-bindgen-cli $WASM_BINDGEN_VERSION into $WASM_BINDGEN_ROOT"
-  cargo install --locked --quiet wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION" --root "$WASM_BINDGEN_ROOT"
+  # not --locked: its lockfile pins a webpki-roots release that crates.io no longer serves
+  cargo install --quiet wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION" --root "$WASM_BINDGEN_ROOT"
 fi
 
 say "tools ready in $PAYGRESS_TOOLS"

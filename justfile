@@ -1,0 +1,52 @@
+# Paygress: developer and user entry points. `just --list` shows them all.
+# Tools go into a versioned cache outside the checkout (PAYGRESS_TOOLS,
+# default ~/.cache/paygress); see scripts/tools.sh.
+
+set shell := ["bash", "-euo", "pipefail", "-c"]
+
+wasm := "target/wasm32-wasip1/wasm-release/paygress_filter.wasm"
+
+# List the recipes.
+default:
+    @just --list
+
+# Install what the tests and the demo need (Rust targets, protoc, nginx, wrk, Envoy, Traefik, cdk-mintd, wasm-bindgen).
+setup:
+    bash scripts/setup.sh
+
+# Build the verifier (debug) and the filter (.wasm, release).
+build:
+    cargo build -p paygress
+    cargo build -p paygress-filter --target wasm32-wasip1 --profile wasm-release
+    @ls -l {{wasm}}
+
+# Formatting and clippy (-D warnings), native and wasm32.
+lint:
+    cargo fmt --all -- --check
+    cargo clippy --workspace --all-targets --locked -- -D warnings
+    cargo clippy -p paygress-filter --target wasm32-wasip1 --locked -- -D warnings
+    cargo clippy -p paygress-core --target wasm32-unknown-unknown --locked -- -D warnings
+
+# Core's tests inside wasm32 (wasm-bindgen-test under Node).
+test-wasm:
+    source scripts/tools.sh && \
+      CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER="$WASM_BINDGEN_RUNNER" \
+      cargo test -p paygress-core --target wasm32-unknown-unknown --locked
+    cargo build -p paygress-core --target wasm32-wasip1 --locked
+
+# Every test: lint, native unit and end-to-end tests, and core's tests on wasm32.
+test: setup lint build
+    source scripts/tools.sh && cargo test --workspace --locked -- --test-threads "${PAYGRESS_TEST_THREADS:-2}"
+    just test-wasm
+
+# Benchmarks: each prints its numbers beside a baseline measured in the same run.
+bench: setup build
+    bash scripts/bench.sh
+
+# Run the whole stack locally and walk through a payment (Ctrl-C stops it).
+demo: setup build
+    bash scripts/demo.sh
+
+# Run Envoy with the filter (func-e when on PATH, else the Envoy from the tools cache).
+envoy: build
+    bash scripts/envoy.sh envoy/envoy.yaml
