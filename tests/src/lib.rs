@@ -1,0 +1,26 @@
+//! End-to-end test support for Paygress.
+//!
+//! Every end-to-end test starts the real programs on loopback ports it picks
+//! and stops them at the end; nothing is mocked that can run here:
+//!
+//! - [`tools`] finds the real components (cdk-mintd, envoy, traefik, nginx,
+//!   the workspace's `paygress` binary) and panics with the install command
+//!   when one is missing;
+//! - [`ports`] picks free loopback ports;
+//! - [`process`] runs a child process with its output in a log file, stops it
+//!   (with its process group) on drop, and puts the log's tail into the panic
+//!   when it does not come up;
+//! - [`mint`] runs cdk-mintd with its fake Lightning backend
+//!   ([`mint::TestMint`]);
+//! - [`wallet`] is a cdk wallet that pays ([`wallet::TestWallet`]).
+
+pub mod mint;
+pub mod ports;
+pub mod process;
+pub mod tools;
+pub mod wallet;
+
+pub use mint::{MintOptions, TestMint};
+pub use ports::{free_port, loopback_url};
+pub use process::{wait_http_ok, ChildProcess};
+pub use wallet::TestWallet;

