@@ -1,0 +1,926 @@
+//! Shared by the ingress tests (`ingress_nginx`, `ingress_traefik`,
+//! `ingress_ext_authz`): the real verifier in front of a real cdk-mintd, an
+//! echo upstream that reports what reached it, config templates rendered with
+//! free ports, and the table of checks that every ingress must pass.
+//!
+//! The table (issue 5): a free path goes through; a paid path without a token
+//! is a 402 whose `X-Cashu` cdk parses and whose body is the JSON of the
+//! contract; a token pays once (200, the upstream sees the verification
+//! headers and not the token), the second time is a 400
+//! `token_already_spent`; client-sent verification headers never reach the
+//! upstream; a client cannot make a paid path free with its own
+//! `X-Original-URL` / `X-Forwarded-Uri`; with the verifier down the answer is
+//! a 5xx, never a 200, and the upstream is not reached.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::str::FromStr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, Uri};
+use axum::Json;
+use cdk::mint_url::MintUrl;
+use cdk::nuts::{CurrencyUnit, PaymentRequest};
+use cdk::Amount;
+use paygress_tests::process::{loopback_http_client, write_file};
+use paygress_tests::{
+    free_port, loopback_url, tools, ChildProcess, MintOptions, TestMint, TestWallet,
+};
+use serde_json::{json, Value};
+use tempfile::TempDir;
+
+/// How long the verifier may take to be ready (its mint answered).
+pub const VERIFIER_READY_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a proxy may take to serve its first request.
+pub const PROXY_READY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The price of `/premium` in the verifier's config below.
+pub const PREMIUM: u64 = 1000;
+/// The price of `/premium-plus` (and `/reports/annual`).
+pub const PREMIUM_PLUS: u64 = 5000;
+
+// ---------------------------------------------------------------------------
+// Rendering the committed config templates.
+
+/// The file at `relative` from the repository root, as text.
+pub fn repo_file(relative: &str) -> String {
+    let path = tools::workspace_root().join(relative);
+    std::fs::read_to_string(&path)
+        .unwrap_or_else(|err| panic!("cannot read {}: {err}", path.display()))
+}
+
+/// Replaces every `${NAME}` with its value; panics when a placeholder of the
+/// template has no value or a value names no placeholder, so a config never
+/// reaches a proxy half-rendered.
+pub fn render(template: &str, values: &[(&str, String)]) -> String {
+    let mut text = template.to_string();
+    for (name, value) in values {
+        let placeholder = format!("${{{name}}}");
+        assert!(
+            text.contains(&placeholder),
+            "the template has no {placeholder} placeholder"
+        );
+        text = text.replace(&placeholder, value);
+    }
+    let leftover: Vec<&str> = placeholders(&text);
+    assert!(
+        leftover.is_empty(),
+        "placeholders left without a value: {leftover:?}"
+    );
+    text
+}
+
+/// The `${UPPER_CASE}` placeholders of a template (NGINX's own `$variables`
+/// are lower case and do not count).
+pub fn placeholders(text: &str) -> Vec<&str> {
+    let mut found = Vec::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("${") {
+        let after = &rest[start + 2..];
+        match after.find('}') {
+            Some(end) => {
+                let name = &after[..end];
+                if !name.is_empty()
+                    && name
+                        .chars()
+                        .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+                {
+                    found.push(name);
+                }
+                rest = &after[end..];
+            }
+            None => break,
+        }
+    }
+    found
+}
+
+// ---------------------------------------------------------------------------
+// The echo upstream.
+
+/// What one request looked like when it reached the upstream.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub method: String,
+    pub path: String,
+    /// Lower-case names, in arrival order (repeats kept).
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Seen {
+    /// Every value of header `name` (case-insensitive).
+    pub fn all(&self, name: &str) -> Vec<&str> {
+        let name = name.to_ascii_lowercase();
+        self.headers
+            .iter()
+            .filter(|(n, _)| *n == name)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+
+    /// The single value of header `name`, `None` when absent; panics when
+    /// it came more than once.
+    pub fn one(&self, name: &str) -> Option<&str> {
+        let values = self.all(name);
+        assert!(
+            values.len() <= 1,
+            "the upstream got {name} {} times: {values:?}",
+            values.len()
+        );
+        values.first().copied()
+    }
+
+    /// The names of the headers that start with `prefix` (lower case).
+    pub fn names_with_prefix(&self, prefix: &str) -> Vec<String> {
+        self.headers
+            .iter()
+            .filter(|(n, _)| n.starts_with(prefix))
+            .map(|(n, _)| n.clone())
+            .collect()
+    }
+}
+
+/// A loopback HTTP server that answers every request with 200 and a JSON
+/// description of it, and records it.
+#[derive(Debug)]
+pub struct EchoUpstream {
+    port: u16,
+    seen: Arc<Mutex<Vec<Seen>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl EchoUpstream {
+    pub async fn start() -> Self {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+            .await
+            .unwrap_or_else(|err| panic!("echo upstream: cannot bind: {err}"));
+        let port = listener
+            .local_addr()
+            .unwrap_or_else(|err| panic!("echo upstream: no local address: {err}"))
+            .port();
+        let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
+        let app = axum::Router::new().fallback(echo).with_state(seen.clone());
+        let task = tokio::spawn(async move {
+            if let Err(err) = axum::serve(listener, app).await {
+                eprintln!("echo upstream stopped: {err}");
+            }
+        });
+        Self { port, seen, task }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `127.0.0.1:<port>`
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn url(&self) -> String {
+        loopback_url(self.port)
+    }
+
+    /// How many requests reached the upstream so far.
+    pub fn count(&self) -> usize {
+        self.seen.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    /// The last request that reached the upstream.
+    pub fn last(&self) -> Seen {
+        self.seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .last()
+            .cloned()
+            .unwrap_or_else(|| panic!("no request reached the upstream"))
+    }
+}
+
+impl Drop for EchoUpstream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn echo(
+    State(seen): State<Arc<Mutex<Vec<Seen>>>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Json<Value> {
+    let record = Seen {
+        method: method.to_string(),
+        path: uri
+            .path_and_query()
+            .map(|pq| pq.as_str().to_string())
+            .unwrap_or_else(|| uri.path().to_string()),
+        headers: headers
+            .iter()
+            .map(|(n, v)| {
+                (
+                    n.as_str().to_ascii_lowercase(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect(),
+        body: String::from_utf8_lossy(&body).into_owned(),
+    };
+    let answer = json!({
+        "upstream": "echo",
+        "method": record.method,
+        "path": record.path,
+        "headers": record.headers,
+    });
+    seen.lock().unwrap_or_else(|p| p.into_inner()).push(record);
+    Json(answer)
+}
+
+// ---------------------------------------------------------------------------
+// The verifier.
+
+/// `paygress serve` on a free loopback port, with its own data dir.
+#[derive(Debug)]
+pub struct Verifier {
+    port: u16,
+    process: Option<ChildProcess>,
+    dir: TempDir,
+}
+
+impl Verifier {
+    /// Writes `config` and starts the verifier; returns once `/readyz` is 200.
+    pub async fn start(config: &Value) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("paygress-verifier-")
+            .tempdir()
+            .unwrap_or_else(|err| panic!("verifier: cannot create a temp dir: {err}"));
+        let config_path = dir.path().join("config.json");
+        write_file(&config_path, &config.to_string());
+        let data_dir = dir.path().join("data");
+        std::fs::create_dir_all(&data_dir)
+            .unwrap_or_else(|err| panic!("verifier: cannot create the data dir: {err}"));
+        let port = free_port();
+        let mut command = Command::new(tools::paygress_bin());
+        command
+            .arg("serve")
+            .arg("--config")
+            .arg(&config_path)
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--data-dir")
+            .arg(&data_dir)
+            .env_remove("PAYGRESS_MNEMONIC")
+            .env("RUST_LOG", "info");
+        let mut process = ChildProcess::spawn("paygress-verifier", command);
+        process
+            .wait_http_ok(
+                &format!("{}/readyz", loopback_url(port)),
+                VERIFIER_READY_TIMEOUT,
+            )
+            .await;
+        Self {
+            port,
+            process: Some(process),
+            dir,
+        }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `127.0.0.1:<port>`
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn url(&self) -> String {
+        loopback_url(self.port)
+    }
+
+    /// The verifier's log so far.
+    pub fn log(&self) -> String {
+        self.process
+            .as_ref()
+            .map(ChildProcess::log)
+            .unwrap_or_default()
+    }
+
+    /// Stops the verifier and waits until its port refuses connections.
+    pub fn stop(&mut self) {
+        if let Some(mut process) = self.process.take() {
+            process.stop();
+        }
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("verifier: port {} still open after stop", self.port);
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The stack every ingress test runs against.
+
+/// A real mint, a funded payer wallet, the verifier and the echo upstream.
+#[derive(Debug)]
+pub struct Stack {
+    pub mint: TestMint,
+    pub wallet: TestWallet,
+    pub verifier: Verifier,
+    pub upstream: EchoUpstream,
+}
+
+impl Stack {
+    /// The verifier's tier table: `/free` and `/healthz` free, `/premium`
+    /// 1000, `/premium-plus` and `/reports/annual` 5000, anything else 1000.
+    pub fn config(mint_url: &str) -> Value {
+        json!({
+            "unit": "sat",
+            "mints": [mint_url],
+            "default_amount": PREMIUM,
+            "free_paths": ["/free", "/healthz"],
+            "tiers": [
+                { "id": "premium-plus", "path_prefix": "/premium-plus", "amount": PREMIUM_PLUS },
+                { "id": "premium", "path_prefix": "/premium", "amount": PREMIUM },
+                { "id": "reports-annual", "path_prefix": "/reports/annual", "amount": PREMIUM_PLUS }
+            ]
+        })
+    }
+
+    /// Starts everything; the payer wallet holds `funds` sat.
+    pub async fn start(funds: u64) -> Self {
+        let mint = TestMint::start(MintOptions::default()).await;
+        let wallet = TestWallet::new(&mint.url()).await;
+        wallet.fund(funds).await;
+        let verifier = Verifier::start(&Self::config(&mint.url())).await;
+        let upstream = EchoUpstream::start().await;
+        Self {
+            mint,
+            wallet,
+            verifier,
+            upstream,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// A proxy process.
+
+/// A proxy started by a test, with the directory holding its rendered config.
+#[derive(Debug)]
+pub struct Proxy {
+    pub name: String,
+    pub port: u16,
+    pub process: ChildProcess,
+    pub dir: TempDir,
+}
+
+impl Proxy {
+    /// Starts `command` (already pointing at files in `dir`) and waits until
+    /// `GET /free` through it answers 200.
+    pub async fn start(name: &str, port: u16, command: Command, dir: TempDir) -> Self {
+        let mut process = ChildProcess::spawn(name, command);
+        process
+            .wait_http_ok(
+                &format!("{}/free/ready", loopback_url(port)),
+                PROXY_READY_TIMEOUT,
+            )
+            .await;
+        Self {
+            name: name.to_string(),
+            port,
+            process,
+            dir,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        loopback_url(self.port)
+    }
+}
+
+/// A fresh directory for a proxy's rendered config.
+pub fn proxy_dir(name: &str) -> TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("paygress-{name}-"))
+        .tempdir()
+        .unwrap_or_else(|err| panic!("{name}: cannot create a temp dir: {err}"))
+}
+
+/// Writes `text` to `dir/file` and returns the path.
+pub fn write_in(dir: &Path, file: &str, text: &str) -> PathBuf {
+    let path = dir.join(file);
+    write_file(&path, text);
+    path
+}
+
+// ---------------------------------------------------------------------------
+// The table of checks.
+
+/// What differs between ingresses, as documented in docs/ingress/.
+#[derive(Debug, Clone)]
+pub struct Expect {
+    /// Whether every client-sent `X-Payment-*` is removed (Traefik, Envoy),
+    /// or only the names Paygress sets (NGINX: it cannot match a prefix).
+    pub strips_payment_prefix: bool,
+    /// The status when the verifier cannot be reached.
+    pub verifier_down_status: u16,
+    /// Whether that answer carries `{"code":"verifier_unavailable"}`.
+    pub verifier_down_json: bool,
+    /// Whether the verifier's 503 `mint_unavailable` reaches the client
+    /// with its JSON body (Envoy's ext_authz turns any 5xx of the check
+    /// into `status_on_error` without a body).
+    pub mint_down_json: bool,
+}
+
+/// An HTTP answer as the client saw it.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub headers: BTreeMap<String, Vec<String>>,
+    pub body: String,
+}
+
+impl Answer {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .get(&name.to_ascii_lowercase())
+            .and_then(|v| v.first())
+            .map(String::as_str)
+    }
+
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|err| panic!("not JSON ({err}): {:?}", self.body))
+    }
+}
+
+/// Sends `method url` with `headers` (and `body`) and returns what came back.
+pub async fn send(method: &str, url: &str, headers: &[(&str, &str)], body: Option<&str>) -> Answer {
+    let client = loopback_http_client();
+    let method = reqwest::Method::from_str(method)
+        .unwrap_or_else(|err| panic!("bad method {method}: {err}"));
+    let mut request = client.request(method, url).timeout(Duration::from_secs(30));
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    if let Some(body) = body {
+        request = request.body(body.to_string());
+    }
+    let response = request
+        .send()
+        .await
+        .unwrap_or_else(|err| panic!("{url}: request failed: {err}"));
+    let status = response.status().as_u16();
+    let mut map: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (name, value) in response.headers() {
+        map.entry(name.as_str().to_ascii_lowercase())
+            .or_default()
+            .push(String::from_utf8_lossy(value.as_bytes()).into_owned());
+    }
+    let body = response
+        .text()
+        .await
+        .unwrap_or_else(|err| panic!("{url}: cannot read the body: {err}"));
+    Answer {
+        status,
+        headers: map,
+        body,
+    }
+}
+
+pub async fn get(url: &str, headers: &[(&str, &str)]) -> Answer {
+    send("GET", url, headers, None).await
+}
+
+/// Runs the whole table through the proxy at `base` (the verifier up).
+pub async fn check_table(name: &str, base: &str, stack: &Stack, expect: &Expect) {
+    eprintln!("[{name}] free path");
+    free_path_goes_through(name, base, stack).await;
+    eprintln!("[{name}] 402 on a paid path without a token");
+    payment_required(
+        name,
+        &format!("{base}/premium/data"),
+        stack,
+        PREMIUM,
+        Some("premium"),
+    )
+    .await;
+    payment_required(
+        name,
+        &format!("{base}/premium-plus/x"),
+        stack,
+        PREMIUM_PLUS,
+        Some("premium-plus"),
+    )
+    .await;
+    eprintln!("[{name}] a client cannot reprice a paid path");
+    client_cannot_reprice(name, base, stack).await;
+    eprintln!("[{name}] a malformed token is a 400");
+    malformed_token(name, base, stack).await;
+    eprintln!("[{name}] paying with X-Cashu, then replaying the token");
+    pay_with_x_cashu_then_replay(name, base, stack, expect).await;
+    eprintln!("[{name}] paying with Authorization: Bearer");
+    pay_with_bearer(name, base, stack).await;
+    eprintln!("[{name}] an application's own Authorization goes through");
+    own_authorization_kept(name, base, stack).await;
+    eprintln!("[{name}] a paid POST keeps its method and body");
+    paid_post_keeps_its_body(name, base, stack).await;
+    eprintln!("[{name}] an underscore alias of a verification header is dropped");
+    underscore_alias_dropped(name, base, stack).await;
+}
+
+/// `X_Payment_Verified` is not `X-Payment-Verified` to the proxy, but CGI,
+/// WSGI, PHP and NGINX-style upstreams read both as `HTTP_X_PAYMENT_VERIFIED`:
+/// it must not reach the upstream.
+pub async fn underscore_alias_dropped(name: &str, base: &str, stack: &Stack) {
+    let answer = get(
+        &format!("{base}/free/alias"),
+        &[("X_Payment_Verified", "true"), ("X_User_ID", "mallory")],
+    )
+    .await;
+    assert_eq!(answer.status, 200, "[{name}] {answer:?}");
+    let seen = stack.upstream.last();
+    assert_eq!(seen.path, "/free/alias", "[{name}]");
+    assert_eq!(seen.one("x_payment_verified"), None, "[{name}] {seen:?}");
+    assert_eq!(seen.one("x_user_id"), None, "[{name}] {seen:?}");
+}
+
+/// `GET /free/...` with spoofed verification headers: 200, and the upstream
+/// sees none of them.
+pub async fn free_path_goes_through(name: &str, base: &str, stack: &Stack) {
+    let before = stack.upstream.count();
+    let answer = get(
+        &format!("{base}/free/page?x=1"),
+        &[
+            ("X-Payment-Verified", "true"),
+            ("X-Payment-Amount", "1000000"),
+            ("X-Payment-Tier", "premium"),
+            ("X-User-ID", "mallory"),
+            ("X-Provisioned-Pod", "someone-elses-pod"),
+        ],
+    )
+    .await;
+    assert_eq!(answer.status, 200, "[{name}] free path: {answer:?}");
+    assert_eq!(
+        stack.upstream.count(),
+        before + 1,
+        "[{name}] free path did not reach the upstream"
+    );
+    let seen = stack.upstream.last();
+    assert_eq!(seen.path, "/free/page?x=1", "[{name}]");
+    for header in [
+        "x-payment-verified",
+        "x-payment-amount",
+        "x-payment-tier",
+        "x-user-id",
+        "x-provisioned-pod",
+    ] {
+        assert_eq!(
+            seen.one(header),
+            None,
+            "[{name}] a client's {header} reached the upstream on a free path"
+        );
+    }
+}
+
+/// A paid path without a token: 402, `X-Cashu` is a NUT-18 request (parsed
+/// by cdk) for `amount` sat at the stack's mint, the body is the contract's
+/// JSON; the upstream is not reached.
+pub async fn payment_required(
+    name: &str,
+    url: &str,
+    stack: &Stack,
+    amount: u64,
+    tier: Option<&str>,
+) {
+    let before = stack.upstream.count();
+    let answer = get(url, &[]).await;
+    assert_eq!(answer.status, 402, "[{name}] {url}: {answer:?}");
+    assert_eq!(
+        stack.upstream.count(),
+        before,
+        "[{name}] a 402 reached the upstream"
+    );
+    let creq = answer
+        .header("x-cashu")
+        .unwrap_or_else(|| panic!("[{name}] {url}: 402 without X-Cashu: {answer:?}"));
+    assert!(creq.starts_with("creqA"), "[{name}] X-Cashu is {creq}");
+    let request = PaymentRequest::from_str(creq)
+        .unwrap_or_else(|err| panic!("[{name}] cdk cannot parse X-Cashu {creq}: {err}"));
+    assert_eq!(request.amount, Some(Amount::from(amount)), "[{name}] {url}");
+    assert_eq!(request.unit, Some(CurrencyUnit::Sat), "[{name}] {url}");
+    let mint = MintUrl::from_str(&stack.mint.url()).unwrap_or_else(|err| panic!("{err}"));
+    assert_eq!(request.mints, vec![mint], "[{name}] {url}");
+    assert!(
+        answer
+            .header("content-type")
+            .is_some_and(|t| t.starts_with("application/json")),
+        "[{name}] {url}: the 402 is not JSON: {answer:?}"
+    );
+    let body = answer.json();
+    assert_eq!(body["error"], "Payment Required", "[{name}] {body}");
+    assert_eq!(body["amount"], json!(amount), "[{name}] {body}");
+    assert_eq!(body["unit"], "sat", "[{name}] {body}");
+    assert_eq!(body["mints"], json!([stack.mint.url()]), "[{name}] {body}");
+    if let Some(tier) = tier {
+        if let Some(found) = body.get("tier") {
+            assert_eq!(found, tier, "[{name}] {body}");
+        }
+    }
+}
+
+/// A client's own `X-Original-URL` / `X-Forwarded-Uri` / `-Method` naming a
+/// free path do not make a paid path free.
+pub async fn client_cannot_reprice(name: &str, base: &str, stack: &Stack) {
+    let before = stack.upstream.count();
+    let answer = get(
+        &format!("{base}/premium/data"),
+        &[
+            ("X-Original-URL", "/free"),
+            ("X-Original-Method", "GET"),
+            ("X-Forwarded-Uri", "/free"),
+            ("X-Forwarded-Method", "GET"),
+            ("X-Forwarded-Host", "elsewhere.example"),
+        ],
+    )
+    .await;
+    assert_eq!(
+        answer.status, 402,
+        "[{name}] a client's X-Original-URL/X-Forwarded-Uri repriced a paid path: {answer:?}"
+    );
+    assert_eq!(
+        stack.upstream.count(),
+        before,
+        "[{name}] reached the upstream unpaid"
+    );
+    let body = answer.json();
+    assert_eq!(body["amount"], json!(PREMIUM), "[{name}] {body}");
+}
+
+/// A token that is not a token: 400 `malformed_token`, nothing upstream.
+pub async fn malformed_token(name: &str, base: &str, stack: &Stack) {
+    let before = stack.upstream.count();
+    let answer = get(
+        &format!("{base}/premium/data"),
+        &[("X-Cashu", "cashuBnot-a-token")],
+    )
+    .await;
+    assert_eq!(answer.status, 400, "[{name}] {answer:?}");
+    assert_eq!(
+        answer.json()["code"],
+        "malformed_token",
+        "[{name}] {answer:?}"
+    );
+    assert_eq!(
+        stack.upstream.count(),
+        before,
+        "[{name}] a 400 reached the upstream"
+    );
+}
+
+/// Pays `/premium` with `X-Cashu` while sending spoofed verification
+/// headers; the upstream sees the verifier's values, not the client's, and
+/// not the token. The same token again: 400 `token_already_spent`.
+pub async fn pay_with_x_cashu_then_replay(name: &str, base: &str, stack: &Stack, expect: &Expect) {
+    let token = stack.wallet.token(PREMIUM).await;
+    let url = format!("{base}/premium/data");
+    let before = stack.upstream.count();
+    let answer = get(
+        &url,
+        &[
+            ("X-Cashu", token.as_str()),
+            ("X-Payment-Verified", "false"),
+            ("X-Payment-Amount", "999999"),
+            ("X-Payment-Custom", "spoofed"),
+            ("X-User-ID", "mallory"),
+            ("X-Provisioned-Pod", "someone-elses-pod"),
+        ],
+    )
+    .await;
+    assert_eq!(
+        answer.status, 200,
+        "[{name}] paying with X-Cashu: {answer:?}"
+    );
+    assert_eq!(
+        stack.upstream.count(),
+        before + 1,
+        "[{name}] the paid request did not reach the upstream"
+    );
+    let seen = stack.upstream.last();
+    assert_eq!(seen.path, "/premium/data", "[{name}]");
+    assert_eq!(
+        seen.one("x-payment-verified"),
+        Some("true"),
+        "[{name}] {seen:?}"
+    );
+    assert_eq!(
+        seen.one("x-payment-amount"),
+        Some(PREMIUM.to_string().as_str()),
+        "[{name}] {seen:?}"
+    );
+    assert_eq!(
+        seen.one("x-payment-tier"),
+        Some("premium"),
+        "[{name}] {seen:?}"
+    );
+    let user = seen
+        .one("x-user-id")
+        .unwrap_or_else(|| panic!("[{name}] no X-User-ID upstream: {seen:?}"));
+    assert!(
+        !user.is_empty() && user != "mallory",
+        "[{name}] X-User-ID {user}"
+    );
+    assert_eq!(seen.one("x-provisioned-pod"), None, "[{name}] {seen:?}");
+    assert_eq!(
+        seen.one("x-cashu"),
+        None,
+        "[{name}] the token reached the upstream: {seen:?}"
+    );
+    if expect.strips_payment_prefix {
+        assert_eq!(
+            seen.one("x-payment-custom"),
+            None,
+            "[{name}] a client's X-Payment-Custom reached the upstream"
+        );
+    }
+    assert!(
+        !stack.wallet.is_spendable(&token).await,
+        "[{name}] the token was not redeemed"
+    );
+
+    let before = stack.upstream.count();
+    let replay = get(&url, &[("X-Cashu", token.as_str())]).await;
+    assert_eq!(replay.status, 400, "[{name}] replay: {replay:?}");
+    assert_eq!(
+        replay.json()["code"],
+        "token_already_spent",
+        "[{name}] {replay:?}"
+    );
+    assert_eq!(
+        stack.upstream.count(),
+        before,
+        "[{name}] a replay reached the upstream"
+    );
+}
+
+/// Pays with `Authorization: Bearer <token>` (the seed's form): 200, and
+/// that Authorization does not reach the upstream.
+pub async fn pay_with_bearer(name: &str, base: &str, stack: &Stack) {
+    let token = stack.wallet.token(PREMIUM).await;
+    let bearer = format!("Bearer {token}");
+    let answer = get(
+        &format!("{base}/premium/bearer"),
+        &[("Authorization", bearer.as_str())],
+    )
+    .await;
+    assert_eq!(
+        answer.status, 200,
+        "[{name}] paying with Bearer: {answer:?}"
+    );
+    let seen = stack.upstream.last();
+    assert_eq!(seen.path, "/premium/bearer", "[{name}]");
+    assert_eq!(
+        seen.one("x-payment-verified"),
+        Some("true"),
+        "[{name}] {seen:?}"
+    );
+    assert_eq!(
+        seen.one("authorization"),
+        None,
+        "[{name}] the token reached the upstream in Authorization"
+    );
+}
+
+/// Pays with `X-Cashu` while the application's own bearer token rides in
+/// `Authorization`: the upstream gets the application's token.
+pub async fn own_authorization_kept(name: &str, base: &str, stack: &Stack) {
+    let token = stack.wallet.token(PREMIUM).await;
+    let answer = get(
+        &format!("{base}/premium/app"),
+        &[
+            ("X-Cashu", token.as_str()),
+            ("Authorization", "Bearer eyJhbGciOiJIUzI1NiJ9.app.sig"),
+        ],
+    )
+    .await;
+    assert_eq!(answer.status, 200, "[{name}] {answer:?}");
+    let seen = stack.upstream.last();
+    assert_eq!(
+        seen.one("authorization"),
+        Some("Bearer eyJhbGciOiJIUzI1NiJ9.app.sig"),
+        "[{name}] the application's own Authorization was lost: {seen:?}"
+    );
+    assert_eq!(seen.one("x-cashu"), None, "[{name}] {seen:?}");
+}
+
+/// A paid `POST` with a body: the verifier is asked (whatever method the
+/// proxy uses for the check), and the upstream gets the method and the body.
+pub async fn paid_post_keeps_its_body(name: &str, base: &str, stack: &Stack) {
+    let token = stack.wallet.token(PREMIUM).await;
+    let answer = send(
+        "POST",
+        &format!("{base}/premium/upload"),
+        &[("X-Cashu", token.as_str()), ("Content-Type", "text/plain")],
+        Some("the request body"),
+    )
+    .await;
+    assert_eq!(answer.status, 200, "[{name}] paid POST: {answer:?}");
+    let seen = stack.upstream.last();
+    assert_eq!(seen.method, "POST", "[{name}] {seen:?}");
+    assert_eq!(seen.path, "/premium/upload", "[{name}] {seen:?}");
+    assert_eq!(seen.body, "the request body", "[{name}] {seen:?}");
+    assert_eq!(
+        seen.one("x-payment-verified"),
+        Some("true"),
+        "[{name}] {seen:?}"
+    );
+    assert_eq!(seen.one("x-cashu"), None, "[{name}] {seen:?}");
+}
+
+/// With the mint stopped: a paid request is a 503 (never a 200, nothing
+/// upstream), and the token is still the payer's once the mint is back.
+pub async fn mint_down(name: &str, base: &str, stack: &mut Stack, expect: &Expect) {
+    let token = stack.wallet.token(PREMIUM).await;
+    let before = stack.upstream.count();
+    stack.mint.stop();
+    let answer = get(
+        &format!("{base}/premium/data"),
+        &[("X-Cashu", token.as_str())],
+    )
+    .await;
+    stack.mint.restart().await;
+    assert_eq!(answer.status, 503, "[{name}] mint down: {answer:?}");
+    if expect.mint_down_json {
+        assert_eq!(
+            answer.json()["code"],
+            "mint_unavailable",
+            "[{name}] {answer:?}"
+        );
+    }
+    assert_eq!(
+        stack.upstream.count(),
+        before,
+        "[{name}] reached the upstream with the mint down"
+    );
+    assert!(
+        stack.wallet.is_spendable(&token).await,
+        "[{name}] the token was lost while the mint was down"
+    );
+}
+
+/// With the verifier stopped: a paid request (with a token) and a free one
+/// are answered with a 5xx, never a 200, and nothing reaches the upstream.
+pub async fn verifier_down(name: &str, base: &str, stack: &Stack, expect: &Expect) {
+    let token = stack.wallet.token(PREMIUM).await;
+    let before = stack.upstream.count();
+    for (path, headers) in [
+        ("/premium/data", vec![("X-Cashu", token.as_str())]),
+        ("/premium/data", vec![]),
+    ] {
+        let answer = get(&format!("{base}{path}"), &headers).await;
+        assert_ne!(
+            answer.status, 200,
+            "[{name}] verifier down, {path}: {answer:?}"
+        );
+        assert_eq!(
+            answer.status, expect.verifier_down_status,
+            "[{name}] verifier down, {path}: {answer:?}"
+        );
+        assert!(
+            (500..600).contains(&answer.status),
+            "[{name}] verifier down, {path}: {answer:?}"
+        );
+        if expect.verifier_down_json {
+            assert_eq!(
+                answer.json()["code"],
+                "verifier_unavailable",
+                "[{name}] {answer:?}"
+            );
+        }
+    }
+    assert_eq!(
+        stack.upstream.count(),
+        before,
+        "[{name}] a request reached the upstream while the verifier was down"
+    );
+    assert!(
+        stack.wallet.is_spendable(&token).await,
+        "[{name}] the token was spent while the verifier was down"
+    );
+}

@@ -1,0 +1,55 @@
+//! Envoy with `envoy.filters.http.ext_authz` (HTTP service) in front of the
+//! real verifier and a real mint, with the committed
+//! `envoy/envoy-ext-authz.yaml`: the mode for an Envoy without wasm.
+
+mod common;
+
+use std::process::Command;
+
+use common::{
+    check_table, mint_down, proxy_dir, render, repo_file, verifier_down, write_in, Expect, Proxy,
+    Stack,
+};
+use paygress_tests::{free_port, tools};
+
+#[tokio::test]
+async fn envoy_ext_authz_carries_the_verifiers_answers() {
+    let mut stack = Stack::start(20_000).await;
+
+    let port = free_port();
+    let dir = proxy_dir("envoy-ext-authz");
+    let config = render(
+        &repo_file("envoy/envoy-ext-authz.yaml"),
+        &[
+            ("LISTEN_PORT", port.to_string()),
+            ("ADMIN_PORT", free_port().to_string()),
+            ("VERIFIER_PORT", stack.verifier.port().to_string()),
+            ("UPSTREAM_PORT", stack.upstream.port().to_string()),
+        ],
+    );
+    let path = write_in(dir.path(), "envoy.yaml", &config);
+    let mut command = Command::new(tools::envoy());
+    command
+        .arg("-c")
+        .arg(&path)
+        .arg("--disable-hot-restart")
+        .arg("--log-level")
+        .arg("warn");
+    let envoy = Proxy::start("envoy-ext-authz", port, command, dir).await;
+
+    // ext_authz relays the verifier's status, body and allowed headers; the
+    // header_mutation filter removes every client X-Payment-* by prefix. The
+    // verifier unreachable: status_on_error, 503 without a body.
+    let expect = Expect {
+        strips_payment_prefix: true,
+        verifier_down_status: 503,
+        verifier_down_json: false,
+        mint_down_json: false,
+    };
+    check_table("envoy-ext-authz", &envoy.url(), &stack, &expect).await;
+
+    mint_down("envoy-ext-authz", &envoy.url(), &mut stack, &expect).await;
+
+    stack.verifier.stop();
+    verifier_down("envoy-ext-authz", &envoy.url(), &stack, &expect).await;
+}

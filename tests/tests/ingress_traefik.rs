@@ -1,0 +1,58 @@
+//! Traefik 3 (`forwardAuth`, file provider) in front of the real verifier
+//! and a real mint, with the committed `traefik/traefik.yml.template` and
+//! `traefik/dynamic.yml.template`.
+
+mod common;
+
+use std::process::Command;
+
+use common::{
+    check_table, mint_down, proxy_dir, render, repo_file, verifier_down, write_in, Expect, Proxy,
+    Stack,
+};
+use paygress_tests::{free_port, tools};
+
+#[tokio::test]
+async fn traefik_forward_auth_carries_the_verifiers_answers() {
+    let mut stack = Stack::start(20_000).await;
+
+    let port = free_port();
+    let dir = proxy_dir("traefik");
+    let dynamic = render(
+        &repo_file("traefik/dynamic.yml.template"),
+        &[
+            ("VERIFIER_ADDR", stack.verifier.addr()),
+            ("UPSTREAM_URL", stack.upstream.url()),
+        ],
+    );
+    let dynamic_path = write_in(dir.path(), "dynamic.yml", &dynamic);
+    let static_config = render(
+        &repo_file("traefik/traefik.yml.template"),
+        &[
+            ("LISTEN_PORT", port.to_string()),
+            ("DYNAMIC_FILE", dynamic_path.display().to_string()),
+        ],
+    );
+    let static_path = write_in(dir.path(), "traefik.yml", &static_config);
+    let mut command = Command::new(tools::traefik());
+    command
+        .arg(format!("--configFile={}", static_path.display()))
+        .current_dir(dir.path());
+    let traefik = Proxy::start("traefik", port, command, dir).await;
+
+    // forwardAuth copies every non-2xx answer of the verifier to the client;
+    // authResponseHeadersRegex removes every client X-Payment-*. The verifier
+    // unreachable: Traefik's own bare 500.
+    let expect = Expect {
+        strips_payment_prefix: true,
+        verifier_down_status: 500,
+        verifier_down_json: false,
+        mint_down_json: true,
+    };
+    check_table("traefik", &traefik.url(), &stack, &expect).await;
+
+    mint_down("traefik", &traefik.url(), &mut stack, &expect).await;
+
+    stack.verifier.stop();
+    verifier_down("traefik", &traefik.url(), &stack, &expect).await;
+}
