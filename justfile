@@ -50,3 +50,7 @@ demo: setup build
 # Run Envoy with the filter (func-e when on PATH, else the Envoy from the tools cache).
 envoy: build
     bash scripts/envoy.sh envoy/envoy.yaml
+
+# Write the filter as an OCI image layout for Istio's WasmPlugin (target/oci/paygress-filter); pushing is yours.
+oci: build
+    bash scripts/wasm-oci.sh
