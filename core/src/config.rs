@@ -371,15 +371,33 @@ impl CompiledConfig {
     }
 
     /// The price of a request target (path, with or without query string).
+    ///
+    /// Where `;` path parameters make the path read differently on different
+    /// servers (`/free/..;/premium`), the higher price of the two readings
+    /// applies, and the path is free only if it is free in both: no spelling
+    /// of a paid path is cheaper than the path (see [`path`]).
     pub fn price(&self, target: &str) -> Price<'_> {
-        let path = path::normalize(target);
-        if self.free_paths.iter().any(|p| path::has_prefix(&path, p)) {
+        let plain = self.price_of_path(&path::normalize(target));
+        if !path::has_params(target) {
+            return plain;
+        }
+        let stripped = self.price_of_path(&path::normalize_without_params(target));
+        if stripped.amount() > plain.amount() {
+            stripped
+        } else {
+            plain
+        }
+    }
+
+    /// The price of a normalised path.
+    fn price_of_path(&self, path: &str) -> Price<'_> {
+        if self.free_paths.iter().any(|p| path::has_prefix(path, p)) {
             return Price::Free;
         }
         let tier = self
             .tiers
             .iter()
-            .find(|t| path::has_prefix(&path, &t.prefix))
+            .find(|t| path::has_prefix(path, &t.prefix))
             .unwrap_or(&self.default_tier);
         Price::Paid(tier)
     }

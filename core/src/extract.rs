@@ -32,7 +32,10 @@ pub fn find_token<'a>(
         });
     }
     let auth = authorization?;
-    let (scheme, rest) = auth.trim().split_once(' ')?;
+    // RFC 9110 separates scheme and credentials with spaces; a tab is
+    // tolerated too, so that no spelling a lenient upstream would accept
+    // carries a token past the filter.
+    let (scheme, rest) = auth.trim().split_once([' ', '\t'])?;
     let credential = rest.trim();
     if scheme.eq_ignore_ascii_case("cashu") {
         return Some(FoundToken {
@@ -72,14 +75,16 @@ pub fn looks_like_cashu(credential: &str) -> bool {
 mod tests {
     use super::*;
 
-    #[test]
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
     fn x_cashu_wins_over_authorization() {
         let found = find_token(Some(" cashuBxyz "), Some("Bearer cashuAabc")).unwrap();
         assert_eq!(found.source, TokenSource::XCashu);
         assert_eq!(found.token, "cashuBxyz");
     }
 
-    #[test]
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
     fn authorization_schemes() {
         let f = find_token(None, Some("Cashu cashuBabc")).unwrap();
         assert_eq!(

@@ -65,7 +65,8 @@ pub const GRANT_HEADERS: [&str; 5] = [
 mod tests {
     use super::*;
 
-    #[test]
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
     fn reserved_headers_are_recognised_in_any_case() {
         assert!(is_reserved("X-Payment-Verified"));
         assert!(is_reserved("x-payment-anything"));

@@ -1,5 +1,10 @@
 //! Mint URL normalisation, matching cdk's `MintUrl`: no trailing `/`, scheme
-//! and host in lower case, the path kept as it is.
+//! and host in lower case, the path kept as it is (inner `//` included).
+//!
+//! Where cdk accepts a URL that this module refuses (no `http`/`https` scheme,
+//! no host, whitespace anywhere, a query or a fragment, a second `://`),
+//! refusing is deliberate; for every URL both accept, the normalised forms are
+//! equal (tested against cdk in `tests/cdk_roundtrip.rs`).
 
 use thiserror::Error;
 
@@ -12,13 +17,16 @@ pub enum MintUrlError {
     Scheme(String),
     #[error("mint URL {0:?} has no host")]
     NoHost(String),
-    #[error("mint URL {0:?} contains whitespace, a query or a fragment")]
+    #[error("mint URL {0:?} contains whitespace, a query, a fragment or a second ://")]
     Invalid(String),
 }
 
 /// Normalises a mint URL as cdk compares them.
 pub fn normalize(url: &str) -> Result<String, MintUrlError> {
-    let trimmed = url.trim().trim_end_matches('/');
+    // No `trim()`: cdk keeps surrounding spaces in the URL (and so reads
+    // " http://a" as another mint than "http://a"); whitespace anywhere is
+    // refused below instead of being silently dropped.
+    let trimmed = url.trim_end_matches('/');
     if trimmed.is_empty() {
         return Err(MintUrlError::Empty);
     }
@@ -31,9 +39,16 @@ pub fn normalize(url: &str) -> Result<String, MintUrlError> {
     let (scheme, rest) = trimmed
         .split_once("://")
         .ok_or_else(|| MintUrlError::Scheme(url.to_string()))?;
-    let scheme = scheme.to_ascii_lowercase();
+    // `str::to_lowercase`, not the ASCII one: cdk lower-cases with Unicode rules.
+    let scheme = scheme.to_lowercase();
     if scheme != "http" && scheme != "https" {
         return Err(MintUrlError::Scheme(url.to_string()));
+    }
+    // cdk keeps only what lies between the first and the second `://`
+    // (`http://a/b://c` becomes `http://a/b`): refuse such a URL rather than
+    // read it differently.
+    if rest.contains("://") {
+        return Err(MintUrlError::Invalid(url.to_string()));
     }
     let (host, path) = match rest.split_once('/') {
         Some((host, path)) => (host, path),
@@ -42,8 +57,9 @@ pub fn normalize(url: &str) -> Result<String, MintUrlError> {
     if host.is_empty() {
         return Err(MintUrlError::NoHost(url.to_string()));
     }
-    let host = host.to_ascii_lowercase();
-    let path = path.trim_matches('/');
+    let host = host.to_lowercase();
+    // The trailing `/`s are gone already; leading ones are kept, as cdk keeps
+    // them (`http://h//a` stays `http://h//a`).
     if path.is_empty() {
         Ok(format!("{scheme}://{host}"))
     } else {
@@ -55,7 +71,8 @@ pub fn normalize(url: &str) -> Result<String, MintUrlError> {
 mod tests {
     use super::normalize;
 
-    #[test]
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
     fn normalises_like_cdk() {
         assert_eq!(
             normalize("HTTPS://Mint.Example.COM/").unwrap(),

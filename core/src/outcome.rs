@@ -158,7 +158,8 @@ pub fn payment_required_body(
 mod tests {
     use super::*;
 
-    #[test]
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
     fn codes_round_trip_and_map_to_statuses() {
         for code in ErrorCode::ALL {
             assert_eq!(ErrorCode::parse(code.as_str()), Some(code));
@@ -168,7 +169,8 @@ mod tests {
         assert_eq!(ErrorCode::parse("nope"), None);
     }
 
-    #[test]
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
     fn bodies_are_json_with_the_contract_fields() {
         let body = rejection_body(ErrorCode::UnitMismatch, "unit \"usd\" is not \"sat\"");
         let v: serde_json::Value = serde_json::from_str(&body).unwrap();

@@ -53,7 +53,8 @@ pub struct Token {
     pub version: TokenVersion,
     /// The mint URL, normalised as cdk does.
     pub mint: String,
-    /// The unit; a V3 token without one is in `sat`.
+    /// The unit, read as cdk reads it (see `normalize_unit`); a V3 token
+    /// without one is in `sat`.
     pub unit: String,
     pub memo: Option<String>,
     pub proofs: Vec<Proof>,
@@ -92,7 +93,10 @@ pub enum TokenError {
     NoProofs,
     #[error("token has {count} proofs, more than the {max} accepted")]
     TooManyProofs { count: usize, max: usize },
-    #[error("token spans {0} mints; only single-mint tokens are accepted")]
+    /// A V3 token with more than one `token` entry (the count of entries):
+    /// cdk refuses those (`is_multi_mint`), even when the entries name the
+    /// same mint.
+    #[error("token has {0} mint entries; only single-mint tokens are accepted")]
     MultiMint(usize),
     #[error("token mint URL is invalid: {0}")]
     MintUrl(String),
@@ -102,6 +106,10 @@ pub enum TokenError {
     AmountOverflow,
     #[error("token has a proof with an empty {0}")]
     EmptyField(&'static str),
+    /// Two proofs carry the same secret (cdk's `DuplicateProofs`): the total
+    /// would count one proof twice.
+    #[error("token carries the same proof twice")]
+    DuplicateProof,
 }
 
 /// Decodes a token string (surrounding whitespace and a `cashu:` prefix are
@@ -188,17 +196,17 @@ struct V3Proof {
 
 fn decode_v3(bytes: &[u8], limits: &TokenLimits) -> Result<Token, TokenError> {
     let raw: V3Token = serde_json::from_slice(bytes).map_err(|_| TokenError::Syntax("JSON"))?;
-    let mut mints: Vec<String> = Vec::new();
+    let mut mints: Vec<String> = Vec::with_capacity(raw.token.len());
     let mut count: usize = 0;
     for entry in &raw.token {
         let norm =
             mint_url::normalize(&entry.mint).map_err(|e| TokenError::MintUrl(e.to_string()))?;
-        if !mints.contains(&norm) {
-            mints.push(norm);
-        }
+        mints.push(norm);
         count = count.saturating_add(entry.proofs.len());
     }
     check_proof_count(count, limits)?;
+    // As cdk's wallet (`TokenV3::is_multi_mint`): one entry, or refused, even
+    // if two entries name the same mint.
     let mint = match mints.len() {
         1 => mints.pop().unwrap_or_default(),
         0 => return Err(TokenError::NoProofs),
@@ -353,17 +361,48 @@ fn finish(
             .checked_add(p.amount)
             .ok_or(TokenError::AmountOverflow)?;
     }
+    let unit = normalize_unit(&unit);
     if unit.is_empty() {
         return Err(TokenError::EmptyField("unit"));
+    }
+    let mut secrets: Vec<&str> = proofs.iter().map(|p| p.secret.as_str()).collect();
+    secrets.sort_unstable();
+    if secrets.windows(2).any(|w| w.first() == w.get(1)) {
+        return Err(TokenError::DuplicateProof);
     }
     Ok(Token {
         version,
         mint,
-        unit: unit.to_ascii_lowercase(),
+        unit,
         memo,
         proofs,
         total,
     })
+}
+
+/// The unit as cdk's `CurrencyUnit::from_str` reads it, so that a token's
+/// unit equals the configured unit exactly when cdk's wallet would take it:
+///
+/// * a known unit (`sat`, `msat`, `usd`, `eur`, `auth`) is recognised by
+///   Unicode upper case, untrimmed (`SAT`, `Sat`, `ſat` are all `sat`);
+/// * any other unit is a custom unit: surrounding spaces, tabs, CR and LF
+///   trimmed, lower case by Unicode rules (cdk also applies NFC, which never
+///   turns a non-ASCII unit into one of the ASCII units a config allows);
+/// * a custom unit that would read as a known one (`" sat"`) is a different
+///   unit to cdk (`Custom("sat") != Sat`), so it is kept as it came, which
+///   matches no configured unit.
+fn normalize_unit(unit: &str) -> String {
+    const KNOWN: [&str; 5] = ["sat", "msat", "usd", "eur", "auth"];
+    let upper = unit.to_uppercase();
+    if let Some(known) = KNOWN.iter().find(|k| k.eq_ignore_ascii_case(&upper)) {
+        return (*known).to_string();
+    }
+    let custom = unit.trim_matches([' ', '\t', '\r', '\n']).to_lowercase();
+    if KNOWN.contains(&custom.as_str()) {
+        unit.to_string()
+    } else {
+        custom
+    }
 }
 
 fn to_hex(bytes: &[u8]) -> String {
