@@ -1,1 +1,154 @@
-fn main() {}
+//! The `paygress` binary.
+
+use std::io::Read;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use paygress::cli::{Cli, Command, TokenCommand, WalletCommand};
+use paygress::commands::{pay, token_cmd, wallet_cmd};
+use paygress::{config, seed, server};
+use tracing_subscriber::EnvFilter;
+
+/// The default log filter: the verifier at info, cdk's chatty wallet at warn.
+const DEFAULT_LOG: &str = "info,cdk=warn,cdk_common=warn,cdk_sqlite=warn,cdk_sql_common=warn";
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(matches!(cli.command, Command::Serve(_)));
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("paygress: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(run(cli))
+}
+
+fn init_logging(serving: bool) {
+    let filter = std::env::var("PAYGRESS_LOG")
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+        .or_else(|| std::env::var("RUST_LOG").ok())
+        .unwrap_or_else(|| {
+            if serving {
+                DEFAULT_LOG.to_string()
+            } else {
+                "warn".to_string()
+            }
+        });
+    let filter = EnvFilter::try_new(&filter).unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+async fn run(cli: Cli) -> ExitCode {
+    match cli.command {
+        Command::Serve(args) => {
+            let settings = match config::load(args.config.as_deref(), &config::ProcessEnv) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("paygress: {e}");
+                    tracing::error!("{e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let mnemonic = std::env::var(seed::MNEMONIC_VAR)
+                .ok()
+                .filter(|v| !v.trim().is_empty());
+            match server::serve(settings, args.listen, args.data_dir, mnemonic).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("paygress: {e}");
+                    tracing::error!("{e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Wallet { command } => {
+            let result = match command {
+                WalletCommand::Balance { dir } => wallet_cmd::balance(&dir.data_dir).await,
+                WalletCommand::Send {
+                    dir,
+                    mint,
+                    amount,
+                    unit,
+                } => wallet_cmd::send(&dir.data_dir, &mint, &unit, amount).await,
+                WalletCommand::Melt {
+                    dir,
+                    mint,
+                    invoice,
+                    unit,
+                } => wallet_cmd::melt(&dir.data_dir, &mint, &unit, &invoice).await,
+                WalletCommand::Fund {
+                    dir,
+                    mint,
+                    amount,
+                    unit,
+                    timeout_secs,
+                } => {
+                    wallet_cmd::fund(
+                        &dir.data_dir,
+                        &mint,
+                        &unit,
+                        amount,
+                        Duration::from_secs(timeout_secs),
+                        |invoice| eprintln!("pay this invoice:\n{invoice}"),
+                    )
+                    .await
+                }
+            };
+            print_result(result)
+        }
+        Command::Token {
+            command: TokenCommand::Decode { token },
+        } => {
+            let token = if token == "-" {
+                let mut text = String::new();
+                if let Err(e) = std::io::stdin().read_to_string(&mut text) {
+                    eprintln!("paygress: cannot read the token from stdin: {e}");
+                    return ExitCode::FAILURE;
+                }
+                text
+            } else {
+                token
+            };
+            print_result(token_cmd::decode(&token).map_err(anyhow::Error::from))
+        }
+        Command::Pay(args) => {
+            match pay::pay(&args.url, &args.dir.data_dir, &args.method, &args.headers).await {
+                Ok(outcome) => {
+                    print!("{}", outcome.printed);
+                    if (200..300).contains(&outcome.status) {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::FAILURE
+                    }
+                }
+                Err(e) => {
+                    eprintln!("paygress: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+fn print_result(result: anyhow::Result<String>) -> ExitCode {
+    match result {
+        Ok(text) => {
+            println!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("paygress: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,381 @@
+//! Shared by the verifier's end-to-end tests (`verifier_*.rs`): the real
+//! `paygress` binary started as a process against a real cdk-mintd, and
+//! small helpers to ask its `/auth`.
+//!
+//! The binary is (re)built once per test binary with `cargo build -p
+//! paygress --bin paygress` (a no-op when it is up to date), unless
+//! `PAYGRESS_BIN` names one.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use paygress_tests::process::{loopback_http_client, write_file};
+use paygress_tests::{free_port, loopback_url, tools, ChildProcess, TestMint};
+use rustix::process::Signal;
+use serde_json::{json, Value};
+use tempfile::TempDir;
+
+/// How long the verifier may take to answer `/readyz` 200.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(60);
+/// The mint timeout the tests run the verifier with (a stopped mint answers
+/// 503 within it).
+pub const MINT_TIMEOUT_MS: u64 = 2000;
+
+/// Prices of the test config.
+pub const DEFAULT_PRICE: u64 = 100;
+pub const PREMIUM: u64 = 64;
+pub const PREMIUM_PLUS: u64 = 128;
+
+/// The test config for one accepted mint.
+pub fn config(mint_url: &str) -> Value {
+    json!({
+        "unit": "sat",
+        "mints": [mint_url],
+        "default_amount": DEFAULT_PRICE,
+        "free_paths": ["/free"],
+        "tiers": [
+            { "id": "premium-plus", "path_prefix": "/premium-plus", "amount": PREMIUM_PLUS },
+            { "id": "premium", "path_prefix": "/premium", "amount": PREMIUM }
+        ]
+    })
+}
+
+/// The `paygress` binary, built from this workspace once per test binary.
+pub fn paygress_bin() -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            if std::env::var_os("PAYGRESS_BIN").is_none_or(|v| v.is_empty()) {
+                let mut cargo = Command::new(env!("CARGO"));
+                cargo
+                    .args(["build", "-p", "paygress", "--bin", "paygress"])
+                    .current_dir(tools::workspace_root())
+                    .stdin(Stdio::null());
+                // Cargo gives a test process the variables of the package
+                // under test (CARGO_PKG_NAME, ...); some build scripts track
+                // them, so inheriting them would make this build and the
+                // outer one rebuild each other's dependencies every time.
+                for (key, _) in std::env::vars_os() {
+                    let key = key.to_string_lossy().into_owned();
+                    let from_cargo_test = key.starts_with("CARGO_PKG_")
+                        || key.starts_with("CARGO_MANIFEST_")
+                        || key.starts_with("CARGO_BIN_")
+                        || matches!(
+                            key.as_str(),
+                            "CARGO_CRATE_NAME"
+                                | "CARGO_PRIMARY_PACKAGE"
+                                | "CARGO_TARGET_TMPDIR"
+                                | "CARGO_RUSTC_CURRENT_DIR"
+                                | "OUT_DIR"
+                        );
+                    if from_cargo_test {
+                        cargo.env_remove(&key);
+                    }
+                }
+                let status = cargo
+                    .status()
+                    .unwrap_or_else(|err| panic!("cannot run cargo to build paygress: {err}"));
+                assert!(
+                    status.success(),
+                    "`cargo build -p paygress --bin paygress` failed ({status}); build it by hand \
+                     from the repository root, or point PAYGRESS_BIN at a binary"
+                );
+            }
+            tools::paygress_bin()
+        })
+        .clone()
+}
+
+/// Runs `paygress ARGS` to completion.
+pub fn run_paygress(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut command = Command::new(paygress_bin());
+    command.args(args).stdin(Stdio::null()).env_remove("PAYGRESS_MNEMONIC");
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    command
+        .output()
+        .unwrap_or_else(|err| panic!("cannot run paygress {args:?}: {err}"))
+}
+
+/// Runs `paygress ARGS`, panicking with its output unless it succeeds;
+/// returns stdout.
+pub fn paygress_ok(args: &[&str]) -> String {
+    let out = run_paygress(args, &[]);
+    assert!(
+        out.status.success(),
+        "paygress {args:?} failed ({}):\n--- stdout ---\n{}\n--- stderr ---\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `paygress serve` on a free loopback port. Its data dir outlives restarts.
+#[derive(Debug)]
+pub struct Verifier {
+    port: u16,
+    process: Option<ChildProcess>,
+    dir: TempDir,
+    log_path: PathBuf,
+    env: Vec<(String, String)>,
+}
+
+impl Verifier {
+    /// Writes `config` and starts the verifier; returns once `/readyz` is 200.
+    pub async fn start(config: &Value) -> Self {
+        Self::start_with_env(config, &[]).await
+    }
+
+    /// Like [`Verifier::start`], with extra environment.
+    pub async fn start_with_env(config: &Value, env: &[(&str, &str)]) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("paygress-verifier-")
+            .tempdir()
+            .unwrap_or_else(|err| panic!("verifier: cannot create a temp dir: {err}"));
+        write_file(&dir.path().join("config.json"), &config.to_string());
+        let log_path = dir.path().join("verifier.log");
+        let mut verifier = Self {
+            port: free_port(),
+            process: None,
+            dir,
+            log_path,
+            env: env
+                .iter()
+                .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
+                .collect(),
+        };
+        verifier.launch().await;
+        verifier
+    }
+
+    async fn launch(&mut self) {
+        assert!(self.process.is_none(), "verifier: already running");
+        let mut command = Command::new(paygress_bin());
+        command
+            .arg("serve")
+            .arg("--config")
+            .arg(self.dir.path().join("config.json"))
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{}", self.port))
+            .arg("--data-dir")
+            .arg(self.data_dir())
+            .env_remove("PAYGRESS_MNEMONIC")
+            .env_remove("RUST_LOG")
+            .env("PAYGRESS_LOG", "info,paygress=debug")
+            .env("PAYGRESS_MINT_TIMEOUT_MS", MINT_TIMEOUT_MS.to_string());
+        for (k, v) in &self.env {
+            command.env(k, v);
+        }
+        let mut process = ChildProcess::spawn_with_log("paygress", command, &self.log_path);
+        process
+            .wait_http_ok(&format!("{}/readyz", self.url()), READY_TIMEOUT)
+            .await;
+        self.process = Some(process);
+    }
+
+    pub fn url(&self) -> String {
+        loopback_url(self.port)
+    }
+
+    /// The `/auth` URL with `suffix` (e.g. `/premium` for the path style).
+    pub fn auth(&self, suffix: &str) -> String {
+        format!("{}/auth{suffix}", self.url())
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    pub fn data_dir_str(&self) -> String {
+        self.data_dir().display().to_string()
+    }
+
+    /// The verifier's log (every run).
+    pub fn log(&self) -> String {
+        std::fs::read(&self.log_path)
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default()
+    }
+
+    /// Sends SIGTERM and waits for the exit; returns the exit status.
+    pub fn terminate(&mut self) -> Option<ExitStatus> {
+        let status = self
+            .process
+            .take()
+            .and_then(|mut p| p.stop_with(Signal::TERM, Duration::from_secs(20)));
+        wait_port_closed(self.port);
+        status
+    }
+
+    /// Stops and starts again on the same port and data dir.
+    pub async fn restart(&mut self) {
+        self.terminate();
+        self.launch().await;
+    }
+
+    /// `GET /metrics`.
+    pub async fn metrics(&self) -> String {
+        loopback_http_client()
+            .get(format!("{}/metrics", self.url()))
+            .send()
+            .await
+            .unwrap_or_else(|err| panic!("GET /metrics: {err}"))
+            .text()
+            .await
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Verifier {
+    fn drop(&mut self) {
+        if let Some(mut process) = self.process.take() {
+            process.stop();
+        }
+        if std::thread::panicking() {
+            let log = self.log();
+            let tail: Vec<&str> = log.lines().rev().take(60).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            eprintln!(
+                "--- paygress verifier log (last 60 lines) ---\n{}\n--- end ---",
+                tail.join("\n")
+            );
+        }
+    }
+}
+
+fn wait_port_closed(port: u16) {
+    for _ in 0..200 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("verifier: port {port} still open after stop");
+}
+
+/// An answer of the verifier.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: String,
+}
+
+impl Answer {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|err| panic!("body is not JSON ({err}): {:?}", self.body))
+    }
+
+    /// The refusal code of a 4xx/5xx JSON body.
+    pub fn code(&self) -> String {
+        self.json()["code"].as_str().unwrap_or_default().to_string()
+    }
+
+    /// Asserts a refusal with this status and code.
+    pub fn assert_refused(&self, status: u16, code: &str) {
+        assert_eq!(
+            (self.status, self.code().as_str()),
+            (status, code),
+            "unexpected answer: {self:?}"
+        );
+    }
+
+    /// Asserts a paid 200 and returns the amount received.
+    pub fn assert_paid(&self) -> u64 {
+        assert_eq!(self.status, 200, "not a 200: {self:?}");
+        assert_eq!(self.header("x-payment-verified"), Some("true"), "{self:?}");
+        let user = self.header("x-user-id").unwrap_or_default();
+        assert_eq!(user.len(), 16, "X-User-ID: {self:?}");
+        self.header("x-payment-amount")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no X-Payment-Amount: {self:?}"))
+    }
+}
+
+/// `GET url` with these headers (raw bytes allowed).
+pub async fn get(url: &str, headers: &[(&str, &[u8])]) -> Answer {
+    let client = loopback_http_client();
+    let mut request = client.get(url);
+    for (name, value) in headers {
+        let value = reqwest::header::HeaderValue::from_bytes(value)
+            .unwrap_or_else(|err| panic!("header {name}: {err}"));
+        request = request.header(*name, value);
+    }
+    let response = request
+        .send()
+        .await
+        .unwrap_or_else(|err| panic!("GET {url}: {err}"));
+    Answer {
+        status: response.status().as_u16(),
+        headers: response.headers().clone(),
+        body: response.text().await.unwrap_or_default(),
+    }
+}
+
+/// `GET url` with `X-Cashu: token`.
+pub async fn pay(url: &str, token: &str) -> Answer {
+    get(url, &[("x-cashu", token.as_bytes())]).await
+}
+
+/// Starts a fee-less mint (the most common stack).
+pub async fn mint() -> TestMint {
+    TestMint::start(paygress_tests::MintOptions::default()).await
+}
+
+/// The stdout of a finished command, for messages.
+pub fn describe(out: &Output) -> String {
+    format!(
+        "status {}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Parses `paygress wallet balance` output: the balance at `mint`.
+pub fn balance_at(balance_json: &str, mint: &str) -> u64 {
+    let v: Value = serde_json::from_str(balance_json)
+        .unwrap_or_else(|err| panic!("balance is not JSON ({err}): {balance_json}"));
+    v["mints"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|m| m["mint"] == mint && m["unit"] == "sat")
+        .filter_map(|m| m["balance"].as_u64())
+        .sum()
+}
+
+/// Parses `paygress wallet balance` output: what is pending at `mint`
+/// (inputs of unfinished redemptions).
+pub fn pending_at(balance_json: &str, mint: &str) -> u64 {
+    let v: Value = serde_json::from_str(balance_json)
+        .unwrap_or_else(|err| panic!("balance is not JSON ({err}): {balance_json}"));
+    v["mints"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|m| m["mint"] == mint && m["unit"] == "sat")
+        .filter_map(|m| m["pending"].as_u64())
+        .sum()
+}
+
+/// `paygress wallet balance --data-dir DIR` of a verifier.
+pub fn wallet_balance(v: &Verifier) -> String {
+    paygress_ok(&["wallet", "balance", "--data-dir", &v.data_dir_str()])
+}
+
+/// Whether a path exists (for messages).
+pub fn exists(path: &Path) -> bool {
+    path.exists()
+}

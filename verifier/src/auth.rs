@@ -1,0 +1,421 @@
+//! `GET /auth` and `/auth/*`: the one verification path, for every proxy.
+//!
+//! 1. The original request: the path after `/auth` (Envoy ext_authz
+//!    `path_prefix`), else `X-Original-URL`/`X-Original-Method` (NGINX), else
+//!    `X-Forwarded-Uri`/`-Method`/`-Host` (Traefik, the filter's callout),
+//!    else `/`.
+//! 2. The price, from the verifier's own tier table, raised (never lowered)
+//!    by a caller's `X-Required-Amount`.
+//! 3. The token, from `X-Cashu`, `Authorization: Cashu` or `Authorization:
+//!    Bearer` (paygress-core's `extract`). None on a paid path: 402.
+//! 4. Before any swap: decode, mint accepted, unit, and face value minus the
+//!    mint's real input fee ≥ price (paygress-core's `precheck`).
+//! 5. The swap (see [`crate::redeem`]), and the amount received against the
+//!    price.
+
+use std::sync::Arc;
+
+use axum::http::{HeaderMap, HeaderValue, Method, Uri};
+use paygress_core::extract::{self, FoundToken};
+use paygress_core::headers as h;
+use paygress_core::pricing::Price;
+use paygress_core::{precheck, TokenLimits};
+
+use crate::error::AuthError;
+use crate::ids;
+use crate::server::AppState;
+use crate::wallet::{FeeError, MintWallet};
+
+/// The longest `X-Original-URL` / `X-Forwarded-Uri` read, in bytes.
+pub const MAX_TARGET_LEN: usize = 8 * 1024;
+
+/// The request that the proxy asks about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OriginalRequest {
+    pub method: String,
+    /// The request target (origin-form or absolute); priced after
+    /// paygress-core's normalisation.
+    pub target: String,
+    pub host: Option<String>,
+    /// Which input style named it: `path`, `x-original-url`,
+    /// `x-forwarded-uri` or `none`.
+    pub source: &'static str,
+}
+
+/// What `/auth` answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Let through: a free path, or a paid one whose token was redeemed.
+    Allow(Grant),
+    /// No token on a paid path.
+    PaymentRequired { amount: u64, tier: Option<String> },
+    /// A token that cannot pay, or a mint or verifier that cannot redeem.
+    Refuse(AuthError),
+}
+
+/// A request let through.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grant {
+    /// `None` for a free path; the payment otherwise.
+    pub payment: Option<Payment>,
+}
+
+/// A redeemed payment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Payment {
+    /// Received, net of the mint's input fees.
+    pub amount: u64,
+    /// The tier that priced the path (none when the default price or a
+    /// caller's `X-Required-Amount` did).
+    pub tier: Option<String>,
+    /// The pseudonymous payer id (a short hash of the proofs' secrets).
+    pub user_id: String,
+    pub mint: String,
+}
+
+/// Reads the original request from the `/auth` request.
+pub fn original_request(
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+) -> Result<OriginalRequest, AuthError> {
+    let host = header_str(headers, h::X_FORWARDED_HOST, MAX_TARGET_LEN)?.map(str::to_string);
+    if let Some(suffix) = uri.path().strip_prefix("/auth") {
+        if suffix.starts_with('/') && suffix.len() > 1 {
+            return Ok(OriginalRequest {
+                method: method.as_str().to_string(),
+                target: suffix.to_string(),
+                host,
+                source: "path",
+            });
+        }
+    }
+    if let Some(url) = header_str(headers, h::X_ORIGINAL_URL, MAX_TARGET_LEN)? {
+        let method = header_str(headers, h::X_ORIGINAL_METHOD, 64)?
+            .unwrap_or(method.as_str())
+            .to_string();
+        return Ok(OriginalRequest {
+            method,
+            target: url.to_string(),
+            host,
+            source: "x-original-url",
+        });
+    }
+    if let Some(uri) = header_str(headers, h::X_FORWARDED_URI, MAX_TARGET_LEN)? {
+        let method = header_str(headers, h::X_FORWARDED_METHOD, 64)?
+            .unwrap_or(method.as_str())
+            .to_string();
+        return Ok(OriginalRequest {
+            method,
+            target: uri.to_string(),
+            host,
+            source: "x-forwarded-uri",
+        });
+    }
+    Ok(OriginalRequest {
+        method: method.as_str().to_string(),
+        target: "/".into(),
+        host,
+        source: "none",
+    })
+}
+
+/// A header as text: `None` when absent, 400 when it is not printable ASCII,
+/// too long, or repeated.
+fn header_str<'a>(
+    headers: &'a HeaderMap,
+    name: &str,
+    max_len: usize,
+) -> Result<Option<&'a str>, AuthError> {
+    let mut values = headers.get_all(name).iter();
+    let Some(first) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(AuthError::MalformedHeader(format!(
+            "more than one {name} header"
+        )));
+    }
+    readable(name, first, max_len).map(Some)
+}
+
+fn readable<'a>(name: &str, value: &'a HeaderValue, max_len: usize) -> Result<&'a str, AuthError> {
+    if value.len() > max_len {
+        return Err(AuthError::MalformedHeader(format!(
+            "{name} header is {} bytes, more than the {max_len} accepted",
+            value.len()
+        )));
+    }
+    value
+        .to_str()
+        .map_err(|_| AuthError::MalformedHeader(format!("{name} header is not printable ASCII")))
+}
+
+/// A caller's `X-Required-Amount`, if it is a valid amount (an invalid one
+/// is ignored: it could only have raised the price).
+fn required_amount(headers: &HeaderMap) -> Option<u64> {
+    let value = headers.get(h::X_REQUIRED_AMOUNT)?;
+    match value
+        .to_str()
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok())
+    {
+        Some(n) if n <= paygress_core::MAX_AMOUNT => Some(n),
+        _ => {
+            tracing::warn!("ignoring an X-Required-Amount that is not an amount");
+            None
+        }
+    }
+}
+
+/// Finds the token: `X-Cashu` first, then a Cashu `Authorization`.
+fn find_token(headers: &HeaderMap) -> Result<Option<String>, AuthError> {
+    let limit = TokenLimits::DEFAULT_MAX_LEN.saturating_mul(4);
+    let x_cashu = header_str(headers, h::X_CASHU, limit)?;
+    let mut auth_token: Option<&str> = None;
+    for value in headers.get_all(h::AUTHORIZATION) {
+        let Ok(text) = value.to_str() else {
+            continue;
+        };
+        if extract::is_cashu_authorization(text) {
+            if auth_token.is_some() {
+                return Err(AuthError::MalformedHeader(
+                    "more than one Cashu Authorization header".into(),
+                ));
+            }
+            readable(h::AUTHORIZATION, value, limit)?;
+            auth_token = Some(text);
+        }
+    }
+    Ok(extract::find_token(x_cashu, auth_token).map(|FoundToken { token, .. }| token.to_string()))
+}
+
+/// Decides an `/auth` request.
+pub async fn decide(
+    state: &Arc<AppState>,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+) -> (Decision, Option<OriginalRequest>) {
+    let original = match original_request(method, uri, headers) {
+        Ok(o) => o,
+        Err(e) => return (Decision::Refuse(e), None),
+    };
+    let decision = decide_for(state, &original, headers).await;
+    (decision, Some(original))
+}
+
+async fn decide_for(
+    state: &Arc<AppState>,
+    original: &OriginalRequest,
+    headers: &HeaderMap,
+) -> Decision {
+    let config = &state.settings.config;
+    let (own_amount, own_tier) = match config.price(&original.target) {
+        Price::Free => (0, None),
+        Price::Paid(t) => (t.amount, t.id.clone()),
+    };
+    let (price, tier) = match required_amount(headers) {
+        Some(required) if required > own_amount => (required, None),
+        _ => (own_amount, own_tier),
+    };
+    if price == 0 {
+        return Decision::Allow(Grant { payment: None });
+    }
+
+    let raw = match find_token(headers) {
+        Ok(Some(raw)) => raw,
+        Ok(None) => {
+            return Decision::PaymentRequired {
+                amount: price,
+                tier,
+            }
+        }
+        Err(e) => return Decision::Refuse(e),
+    };
+    match pay(state, &raw, price, tier).await {
+        Ok(payment) => Decision::Allow(Grant {
+            payment: Some(payment),
+        }),
+        Err(e) => Decision::Refuse(e),
+    }
+}
+
+/// Checks and redeems a token for `price`.
+async fn pay(
+    state: &Arc<AppState>,
+    raw: &str,
+    price: u64,
+    tier: Option<String>,
+) -> Result<Payment, AuthError> {
+    let config = &state.settings.config;
+    let token = precheck::decode(raw, &TokenLimits::default()).map_err(AuthError::Precheck)?;
+    // Mint, unit and face value first: no network for a token that cannot pay.
+    precheck::precheck(&token, config, price, 0).map_err(AuthError::Precheck)?;
+    let mint = state.wallets.get(&token.mint).cloned().ok_or_else(|| {
+        AuthError::Internal(format!("no wallet for accepted mint {}", token.mint))
+    })?;
+    if state.is_draining() {
+        return Err(AuthError::ShuttingDown);
+    }
+    let fee = input_fee(state, &mint, &token).await?;
+    precheck::precheck(&token, config, price, fee).map_err(AuthError::Precheck)?;
+
+    let user_id = ids::user_id(&token);
+    let mint_url = mint.url.clone();
+    let task_state = state.clone();
+    let task_raw = raw.to_string();
+    // The redemption runs as its own task: a client that hangs up does not
+    // cancel a swap half-way, and shutdown waits for it.
+    let task = state.tracker.spawn(async move {
+        task_state
+            .redeemer
+            .redeem(&mint, &task_raw, &token, price)
+            .await
+    });
+    let amount = match task.await {
+        Ok(result) => result?,
+        Err(e) => return Err(AuthError::Internal(format!("redemption task: {e}"))),
+    };
+    Ok(Payment {
+        amount,
+        tier,
+        user_id,
+        mint: mint_url,
+    })
+}
+
+/// The mint's input fee for the token, loading or refreshing the mint's
+/// keysets when needed.
+async fn input_fee(
+    state: &Arc<AppState>,
+    mint: &MintWallet,
+    token: &paygress_core::Token,
+) -> Result<u64, AuthError> {
+    let timeout = state.settings.mint_timeout;
+    match mint.input_fee(token) {
+        Ok(fee) => return Ok(fee),
+        Err(FeeError::NotLoaded) => {
+            match tokio::time::timeout(timeout, mint.load_metadata()).await {
+                Ok(Ok(())) => state.metrics.mint_ready(&mint.url, true),
+                Ok(Err(e)) => {
+                    state.metrics.mint_error(&mint.url, "unreachable");
+                    return Err(AuthError::MintUnavailable(e.to_string()));
+                }
+                Err(_) => {
+                    state.metrics.mint_error(&mint.url, "timeout");
+                    return Err(AuthError::MintUnavailable("keysets: timeout".into()));
+                }
+            }
+        }
+        Err(FeeError::UnknownKeyset(_)) => {
+            match tokio::time::timeout(timeout, mint.refresh_keysets_if_stale()).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => {
+                    state.metrics.mint_error(&mint.url, "unreachable");
+                    return Err(AuthError::MintUnavailable(e.to_string()));
+                }
+                Err(_) => {
+                    state.metrics.mint_error(&mint.url, "timeout");
+                    return Err(AuthError::MintUnavailable("keysets: timeout".into()));
+                }
+            }
+        }
+        Err(e) => return Err(AuthError::TokenInvalid(e.to_string())),
+    }
+    mint.input_fee(token)
+        .map_err(|e| AuthError::TokenInvalid(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (k, v) in pairs {
+            map.append(
+                axum::http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        map
+    }
+
+    #[test]
+    fn the_original_request_comes_from_the_first_style_present() {
+        let get = Method::GET;
+        let o = original_request(
+            &get,
+            &"/auth/premium/x?q=1".parse().unwrap(),
+            &headers(&[("x-original-url", "/free")]),
+        )
+        .unwrap();
+        assert_eq!((o.source, o.target.as_str()), ("path", "/premium/x"));
+
+        let o = original_request(
+            &get,
+            &"/auth".parse().unwrap(),
+            &headers(&[
+                ("x-original-url", "https://h/premium?x"),
+                ("x-original-method", "POST"),
+                ("x-forwarded-uri", "/free"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(o.source, "x-original-url");
+        assert_eq!(o.method, "POST");
+
+        let o = original_request(
+            &get,
+            &"/auth/".parse().unwrap(),
+            &headers(&[
+                ("x-forwarded-uri", "/premium"),
+                ("x-forwarded-method", "PUT"),
+                ("x-forwarded-host", "example.com"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(o.source, "x-forwarded-uri");
+        assert_eq!(o.host.as_deref(), Some("example.com"));
+        assert_eq!(o.method, "PUT");
+
+        let o = original_request(&get, &"/auth".parse().unwrap(), &HeaderMap::new()).unwrap();
+        assert_eq!((o.source, o.target.as_str()), ("none", "/"));
+    }
+
+    #[test]
+    fn token_headers_are_read_strictly() {
+        assert_eq!(
+            find_token(&headers(&[("authorization", "Bearer cashuBxyz")])).unwrap(),
+            Some("cashuBxyz".into())
+        );
+        assert_eq!(
+            find_token(&headers(&[("authorization", "Bearer eyJhbGci")])).unwrap(),
+            None
+        );
+        assert!(find_token(&headers(&[("x-cashu", "a"), ("x-cashu", "b")])).is_err());
+        let mut bad = HeaderMap::new();
+        bad.insert("x-cashu", HeaderValue::from_bytes(b"cashuB\xff").unwrap());
+        assert!(matches!(
+            find_token(&bad),
+            Err(AuthError::MalformedHeader(_))
+        ));
+    }
+
+    #[test]
+    fn required_amount_only_parses_amounts() {
+        assert_eq!(
+            required_amount(&headers(&[("x-required-amount", " 5 ")])),
+            Some(5)
+        );
+        assert_eq!(
+            required_amount(&headers(&[("x-required-amount", "-5")])),
+            None
+        );
+        assert_eq!(
+            required_amount(&headers(&[("x-required-amount", "9007199254740993")])),
+            None
+        );
+    }
+}

@@ -1,0 +1,58 @@
+//! `paygress token decode`: what a token is, without its secrets.
+
+use paygress_core::token::TokenVersion;
+use paygress_core::TokenLimits;
+use serde_json::json;
+
+/// The token as JSON: version, mint, unit, memo, per proof its amount and
+/// keyset, the amounts and the total. Never a secret or a signature.
+pub fn decode(raw: &str) -> Result<String, paygress_core::TokenError> {
+    let limits = TokenLimits {
+        max_len: 1024 * 1024,
+        max_proofs: 10_000,
+    };
+    let token = paygress_core::token::decode(raw, &limits)?;
+    let amounts: Vec<u64> = token.proofs.iter().map(|p| p.amount).collect();
+    let proofs: Vec<_> = token
+        .proofs
+        .iter()
+        .map(|p| {
+            json!({
+                "amount": p.amount,
+                "keyset": p.keyset_id,
+                "dleq": p.has_dleq,
+                "witness": p.has_witness,
+            })
+        })
+        .collect();
+    let value = json!({
+        "version": match token.version { TokenVersion::V3 => "cashuA", TokenVersion::V4 => "cashuB" },
+        "mint": token.mint,
+        "unit": token.unit,
+        "memo": token.memo,
+        "amounts": amounts,
+        "total": token.total,
+        "proofs": proofs,
+    });
+    Ok(serde_json::to_string_pretty(&value).unwrap_or_else(|_| value.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decoding_prints_no_secret() {
+        // A V3 token from the cdk documentation.
+        let token = "cashuAeyJ0b2tlbiI6W3sicHJvb2ZzIjpbeyJhbW91bnQiOjEsInNlY3JldCI6ImI0ZjVlNDAxMDJhMzhiYjg3NDNiOTkwMzU5MTU1MGYyZGEzZTQxNWEzMzU0OTUyN2M2MmM5ZDc5MGVmYjM3MDUiLCJDIjoiMDIzYmU1M2U4YzYwNTMwZWVhOWIzOTQzZmRhMWEyY2U3MWM3YjNmMGNmMGRjNmQ4NDZmYTc2NWFhZjc3OWZhODFkIiwiaWQiOiIwMDlhMWYyOTMyNTNlNDFlIn1dLCJtaW50IjoiaHR0cHM6Ly90ZXN0bnV0LmNhc2h1LnNwYWNlIn1dLCJ1bml0Ijoic2F0In0=";
+        let out = decode(token).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["mint"], "https://testnut.cashu.space");
+        assert_eq!(v["unit"], "sat");
+        assert_eq!(v["total"], 1);
+        assert_eq!(v["amounts"][0], 1);
+        assert!(!out.contains("b4f5e40102a38bb8"), "{out}");
+        assert!(!out.contains("023be53e8c60530e"), "{out}");
+        assert!(decode("cashuBnope").is_err());
+    }
+}

@@ -1,0 +1,174 @@
+//! Why `/auth` did not let a request through, as one typed error.
+//!
+//! Every variant maps to a paygress-core [`ErrorCode`], and the status comes
+//! from [`ErrorCode::status`] only: there is no other place where a refusal
+//! becomes an HTTP status. No variant is a 500: failures inside the verifier
+//! (its wallet store, a panicked task) are `verifier_unavailable` (503), the
+//! code a proxy also uses when it cannot reach the verifier at all.
+
+use cdk::Error as CdkError;
+use paygress_core::{ErrorCode, Rejection};
+use thiserror::Error;
+
+/// A refusal of `/auth`.
+#[derive(Debug, Clone, Error, PartialEq, Eq)]
+pub enum AuthError {
+    /// A check of paygress-core refused the token before anything was
+    /// redeemed: malformed, mint not accepted, unit, amount net of fees.
+    #[error("{0}")]
+    Precheck(Rejection),
+    /// A token header could not be read (not ASCII, repeated, ...).
+    #[error("malformed token header: {0}")]
+    MalformedHeader(String),
+    /// The mint (or this verifier, a moment ago) already swapped the proofs.
+    #[error("token already spent")]
+    AlreadySpent,
+    /// The mint refused the proofs: bad signature, unknown keyset, a
+    /// spending condition we cannot meet, ...
+    #[error("token refused by the mint: {0}")]
+    TokenInvalid(String),
+    /// The swap gave less than the price (the mint's fee changed between the
+    /// check and the swap). The proofs were swapped.
+    #[error("received {received} after the mint's fees, price is {price}")]
+    ReceivedLess { received: u64, price: u64 },
+    /// The mint could not be reached or did not answer in time; nothing was
+    /// swapped, or the swap is settled later by recovery.
+    #[error("mint unavailable: {0}")]
+    MintUnavailable(String),
+    /// The verifier is shutting down and takes no new redemptions.
+    #[error("the verifier is shutting down")]
+    ShuttingDown,
+    /// The verifier itself failed (wallet store, task).
+    #[error("verifier error: {0}")]
+    Internal(String),
+}
+
+impl AuthError {
+    /// The outcome code of the payment contract.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            AuthError::Precheck(r) => r.code,
+            AuthError::MalformedHeader(_) => ErrorCode::MalformedToken,
+            AuthError::AlreadySpent => ErrorCode::TokenAlreadySpent,
+            AuthError::TokenInvalid(_) => ErrorCode::TokenInvalid,
+            AuthError::ReceivedLess { .. } => ErrorCode::InsufficientAmount,
+            AuthError::MintUnavailable(_) => ErrorCode::MintUnavailable,
+            AuthError::ShuttingDown | AuthError::Internal(_) => ErrorCode::VerifierUnavailable,
+        }
+    }
+
+    /// The HTTP status: always [`ErrorCode::status`].
+    pub fn status(&self) -> u16 {
+        self.code().status()
+    }
+
+    /// The words for the client: what happened, never a token or a secret.
+    pub fn client_message(&self) -> String {
+        match self {
+            AuthError::Precheck(r) => r.message.clone(),
+            AuthError::MalformedHeader(m) => m.clone(),
+            AuthError::AlreadySpent => "token already spent".into(),
+            AuthError::TokenInvalid(m) => format!("token refused by the mint: {m}"),
+            AuthError::ReceivedLess { received, price } => format!(
+                "the mint gave {received} after its fees, price is {price}; the token was redeemed"
+            ),
+            AuthError::MintUnavailable(_) => {
+                "the mint cannot be reached; the token was not redeemed, try again later".into()
+            }
+            AuthError::ShuttingDown => "the verifier is shutting down; try again".into(),
+            AuthError::Internal(_) => "the verifier cannot redeem tokens right now".into(),
+        }
+    }
+
+    /// The JSON body `{"error": …, "code": …}`, by paygress-core.
+    pub fn body(&self) -> String {
+        paygress_core::outcome::rejection_body(self.code(), &self.client_message())
+    }
+}
+
+/// What a failed cdk `receive` means for the client.
+///
+/// * the mint said the proofs are spent (or being spent) → `token_already_spent`;
+/// * the mint could not be reached, timed out or failed (5xx, 429) →
+///   `mint_unavailable` (the swap did not happen, or recovery settles it);
+/// * a local failure of the wallet store → `verifier_unavailable`;
+/// * anything else is the mint (or cdk, before the swap) refusing the proofs
+///   → `token_invalid`.
+pub fn classify_receive_error(err: &CdkError) -> AuthError {
+    use CdkError as E;
+    match err {
+        E::TokenAlreadySpent | E::TokenPending => AuthError::AlreadySpent,
+        E::HttpError(None, m) => AuthError::MintUnavailable(m.clone()),
+        E::HttpError(Some(status), m) if *status >= 500 || *status == 429 || *status == 408 => {
+            AuthError::MintUnavailable(format!("HTTP {status}: {m}"))
+        }
+        E::Timeout | E::CouldNotGetMintInfo => AuthError::MintUnavailable(err.to_string()),
+        // A mint answering 5xx with a Cashu error body whose code cdk does
+        // not know, and cdk's own "Internal" (mint code 50000 among others).
+        E::Internal => AuthError::MintUnavailable("the mint reported an internal error".into()),
+        E::Database(e) => AuthError::Internal(format!("wallet store: {e}")),
+        E::ConcurrentUpdate
+        | E::UnexpectedProofState
+        | E::NoActiveKeyset
+        | E::SendError(_)
+        | E::RecvError(_) => AuthError::Internal(err.to_string()),
+        E::UnknownKeySet | E::KeysetUnknown(_) => AuthError::TokenInvalid("unknown keyset".into()),
+        _ => AuthError::TokenInvalid(err.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_and_statuses_come_from_core() {
+        for (err, code) in [
+            (AuthError::AlreadySpent, "token_already_spent"),
+            (AuthError::TokenInvalid("x".into()), "token_invalid"),
+            (AuthError::MintUnavailable("x".into()), "mint_unavailable"),
+            (AuthError::Internal("x".into()), "verifier_unavailable"),
+            (
+                AuthError::ReceivedLess {
+                    received: 1,
+                    price: 2,
+                },
+                "insufficient_amount",
+            ),
+        ] {
+            assert_eq!(err.code().as_str(), code);
+            assert_eq!(err.status(), err.code().status());
+            assert_ne!(err.status(), 500);
+            let body: serde_json::Value = serde_json::from_str(&err.body()).unwrap();
+            assert_eq!(body["code"], code);
+        }
+    }
+
+    #[test]
+    fn cdk_errors_are_classified() {
+        assert_eq!(
+            classify_receive_error(&CdkError::TokenAlreadySpent),
+            AuthError::AlreadySpent
+        );
+        assert!(matches!(
+            classify_receive_error(&CdkError::HttpError(None, "Connection refused".into())),
+            AuthError::MintUnavailable(_)
+        ));
+        assert!(matches!(
+            classify_receive_error(&CdkError::HttpError(Some(502), "bad gateway".into())),
+            AuthError::MintUnavailable(_)
+        ));
+        assert!(matches!(
+            classify_receive_error(&CdkError::HttpError(Some(400), "bad".into())),
+            AuthError::TokenInvalid(_)
+        ));
+        assert!(matches!(
+            classify_receive_error(&CdkError::UnknownKeySet),
+            AuthError::TokenInvalid(_)
+        ));
+        assert!(matches!(
+            classify_receive_error(&CdkError::DHKE(cdk::dhke::Error::TokenNotVerified)),
+            AuthError::TokenInvalid(_)
+        ));
+    }
+}

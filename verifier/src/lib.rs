@@ -1,0 +1,32 @@
+//! Paygress verifier: redeems Cashu tokens at the mint behind `GET /auth`,
+//! for every proxy (Envoy ext_authz and the wasm filter's callout, NGINX
+//! `auth_request`, Traefik `forwardAuth`), and the operator's wallet CLI.
+//!
+//! Prices, token decoding, the 402/400 bodies and the mapping of outcome
+//! codes to statuses all come from paygress-core; this crate adds the I/O:
+//!
+//! * [`cli`] — the command line;
+//! * [`config`] — the config file, environment overrides, verifier settings;
+//! * [`seed`] — the wallet seed (data dir file, mode 0600, or `PAYGRESS_MNEMONIC`);
+//! * [`wallet`] — one cdk wallet per accepted mint, keysets and fees, settlement;
+//! * [`auth`] — the `/auth` decision: original request, price, token, checks;
+//! * [`redeem`] — the swap, once per token, with the amount received checked;
+//! * [`error`] — the one refusal type, mapped to core's codes;
+//! * [`response`] — decisions as HTTP responses, and the NGINX mode;
+//! * [`metrics`] — Prometheus text;
+//! * [`server`] — the axum service and its graceful shutdown;
+//! * [`commands`] — `wallet`, `token decode`, `pay`;
+//! * [`ids`] — fingerprints of tokens (lock keys, payer ids, log ids).
+
+pub mod auth;
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod error;
+pub mod ids;
+pub mod metrics;
+pub mod redeem;
+pub mod response;
+pub mod seed;
+pub mod server;
+pub mod wallet;

@@ -1,0 +1,264 @@
+//! Prometheus metrics, in the text exposition format.
+//!
+//! * `paygress_payments_total{outcome}` — `/auth` answers by outcome: `paid`,
+//!   `free`, `payment_required`, or the refusal's code;
+//! * `paygress_received_amount_total{tier,mint,unit}` — the amount received
+//!   (net of mint fees);
+//! * `paygress_redemption_duration_seconds` — histogram of one redemption
+//!   (the swap at the mint and the wallet bookkeeping);
+//! * `paygress_mint_errors_total{mint,kind}` — failures talking to a mint;
+//! * `paygress_redemptions_in_flight`, `paygress_mint_ready{mint}`.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// Upper bounds of the redemption latency buckets, in seconds.
+pub const LATENCY_BUCKETS: [f64; 12] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+#[derive(Debug, Default)]
+struct Histogram {
+    counts: [u64; LATENCY_BUCKETS.len()],
+    count: u64,
+    sum: f64,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    payments: BTreeMap<String, u64>,
+    received: BTreeMap<(String, String, String), u64>,
+    mint_errors: BTreeMap<(String, String), u64>,
+    mint_ready: BTreeMap<String, bool>,
+    latency: Histogram,
+}
+
+/// The verifier's metrics. Cheap to update from many tasks.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    inner: Mutex<Inner>,
+    in_flight: AtomicI64,
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn with<R>(&self, f: impl FnOnce(&mut Inner) -> R) -> R {
+        let mut guard = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut guard)
+    }
+
+    /// Counts one `/auth` answer.
+    pub fn payment(&self, outcome: &str) {
+        self.with(|i| *i.payments.entry(outcome.to_string()).or_default() += 1);
+    }
+
+    /// Adds an amount received.
+    pub fn received(&self, tier: &str, mint: &str, unit: &str, amount: u64) {
+        self.with(|i| {
+            let v = i
+                .received
+                .entry((tier.to_string(), mint.to_string(), unit.to_string()))
+                .or_default();
+            *v = v.saturating_add(amount);
+        });
+    }
+
+    /// Counts one failure talking to a mint.
+    pub fn mint_error(&self, mint: &str, kind: &str) {
+        self.with(|i| {
+            *i.mint_errors
+                .entry((mint.to_string(), kind.to_string()))
+                .or_default() += 1
+        });
+    }
+
+    /// Records whether a mint has answered `/v1/info` and `/v1/keysets`.
+    pub fn mint_ready(&self, mint: &str, ready: bool) {
+        self.with(|i| {
+            i.mint_ready.insert(mint.to_string(), ready);
+        });
+    }
+
+    /// Records the duration of one redemption.
+    pub fn redemption(&self, took: Duration) {
+        let secs = took.as_secs_f64();
+        self.with(|i| {
+            let h = &mut i.latency;
+            for (bound, count) in LATENCY_BUCKETS.iter().zip(h.counts.iter_mut()) {
+                if secs <= *bound {
+                    *count += 1;
+                }
+            }
+            h.count += 1;
+            h.sum += secs;
+        });
+    }
+
+    /// A redemption started; the returned guard ends it.
+    pub fn in_flight(&self) -> InFlight<'_> {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight(self)
+    }
+
+    /// The number of redemptions running now.
+    pub fn redemptions_in_flight(&self) -> i64 {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let in_flight = self.redemptions_in_flight();
+        self.with(|i| {
+            let mut out = String::with_capacity(2048);
+            header(
+                &mut out,
+                "paygress_payments_total",
+                "counter",
+                "/auth answers by outcome (paid, free, payment_required or the refusal code).",
+            );
+            for (outcome, n) in &i.payments {
+                let _ = writeln!(
+                    out,
+                    "paygress_payments_total{{outcome=\"{}\"}} {n}",
+                    escape(outcome)
+                );
+            }
+            header(
+                &mut out,
+                "paygress_received_amount_total",
+                "counter",
+                "Amount received, net of mint fees, by price tier and mint.",
+            );
+            for ((tier, mint, unit), n) in &i.received {
+                let _ = writeln!(
+                    out,
+                    "paygress_received_amount_total{{tier=\"{}\",mint=\"{}\",unit=\"{}\"}} {n}",
+                    escape(tier),
+                    escape(mint),
+                    escape(unit)
+                );
+            }
+            header(
+                &mut out,
+                "paygress_redemption_duration_seconds",
+                "histogram",
+                "Duration of one redemption (swap at the mint and wallet bookkeeping).",
+            );
+            let h = &i.latency;
+            for (bound, count) in LATENCY_BUCKETS.iter().zip(h.counts.iter()) {
+                let _ = writeln!(
+                    out,
+                    "paygress_redemption_duration_seconds_bucket{{le=\"{bound}\"}} {count}"
+                );
+            }
+            let _ = writeln!(
+                out,
+                "paygress_redemption_duration_seconds_bucket{{le=\"+Inf\"}} {}",
+                h.count
+            );
+            let _ = writeln!(out, "paygress_redemption_duration_seconds_sum {}", h.sum);
+            let _ = writeln!(
+                out,
+                "paygress_redemption_duration_seconds_count {}",
+                h.count
+            );
+            header(
+                &mut out,
+                "paygress_mint_errors_total",
+                "counter",
+                "Failures talking to a mint, by kind (unreachable, timeout, refused, store).",
+            );
+            for ((mint, kind), n) in &i.mint_errors {
+                let _ = writeln!(
+                    out,
+                    "paygress_mint_errors_total{{mint=\"{}\",kind=\"{}\"}} {n}",
+                    escape(mint),
+                    escape(kind)
+                );
+            }
+            header(
+                &mut out,
+                "paygress_mint_ready",
+                "gauge",
+                "1 once the mint has answered /v1/info and /v1/keysets.",
+            );
+            for (mint, ready) in &i.mint_ready {
+                let _ = writeln!(
+                    out,
+                    "paygress_mint_ready{{mint=\"{}\"}} {}",
+                    escape(mint),
+                    u8::from(*ready)
+                );
+            }
+            header(
+                &mut out,
+                "paygress_redemptions_in_flight",
+                "gauge",
+                "Redemptions running now.",
+            );
+            let _ = writeln!(out, "paygress_redemptions_in_flight {in_flight}");
+            out
+        })
+    }
+}
+
+/// Ends an in-flight redemption on drop.
+#[derive(Debug)]
+pub struct InFlight<'a>(&'a Metrics);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+fn escape(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_prometheus_text() {
+        let m = Metrics::new();
+        m.payment("paid");
+        m.payment("paid");
+        m.payment("token_already_spent");
+        m.received("premium", "http://m:1", "sat", 1000);
+        m.redemption(Duration::from_millis(20));
+        m.mint_error("http://m:1", "unreachable");
+        m.mint_ready("http://m:1", true);
+        {
+            let _g = m.in_flight();
+            assert_eq!(m.redemptions_in_flight(), 1);
+        }
+        let text = m.render();
+        assert!(text.contains("paygress_payments_total{outcome=\"paid\"} 2"));
+        assert!(text.contains(
+            "paygress_received_amount_total{tier=\"premium\",mint=\"http://m:1\",unit=\"sat\"} 1000"
+        ));
+        assert!(text.contains("paygress_redemption_duration_seconds_bucket{le=\"0.025\"} 1"));
+        assert!(text.contains("paygress_redemption_duration_seconds_bucket{le=\"0.01\"} 0"));
+        assert!(text.contains("paygress_redemption_duration_seconds_count 1"));
+        assert!(
+            text.contains("paygress_mint_errors_total{mint=\"http://m:1\",kind=\"unreachable\"} 1")
+        );
+        assert!(text.contains("paygress_redemptions_in_flight 0"));
+    }
+}

@@ -1,0 +1,517 @@
+//! The verifier's wallets: one cdk wallet per accepted mint, all in one
+//! SQLite store under the data dir, built without client-side rate limiting.
+//!
+//! Each mint's keysets (with their `input_fee_ppk`) are loaded at start and
+//! kept in a table, so that the input fee of a token is known before anything
+//! is swapped. A redemption holds its mint's gate for reading; settling
+//! unfinished redemptions ([`MintWallet::settle`]) holds it for writing, so it
+//! never races a swap in flight.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::Path;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use cdk::mint_url::MintUrl;
+use cdk::nuts::{CheckStateRequest, CurrencyUnit, PublicKey, State};
+use cdk::wallet::types::{TransactionId, TransactionStatus, WalletSaga, WalletSagaState};
+use cdk::wallet::{Wallet, WalletBuilder};
+use cdk_sqlite::WalletSqliteDatabase;
+use paygress_core::Token;
+use thiserror::Error;
+use tokio::sync::{RwLock as AsyncRwLock, RwLockReadGuard};
+
+/// The wallet store's file name in the data dir.
+pub const STORE_FILE: &str = "wallet.sqlite";
+
+/// How often an unknown keyset may trigger a refresh of a mint's keysets.
+const KEYSET_REFRESH_MIN_INTERVAL: Duration = Duration::from_secs(10);
+
+/// The wallet store shared by every mint's wallet.
+pub type Store = Arc<WalletSqliteDatabase>;
+
+/// Why the wallets could not be opened.
+#[derive(Debug, Error)]
+pub enum WalletError {
+    #[error("cannot open the wallet store {path}: {reason}")]
+    Store { path: String, reason: String },
+    #[error("mint URL {url:?}: {reason}")]
+    MintUrl { url: String, reason: String },
+    #[error("unit {0:?} is not a Cashu currency unit")]
+    Unit(String),
+    #[error("cannot build the wallet for {mint}: {reason}")]
+    Build { mint: String, reason: String },
+}
+
+/// Why the input fee of a token could not be computed.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum FeeError {
+    #[error("the mint has not answered yet")]
+    NotLoaded,
+    #[error("unknown keyset {0}")]
+    UnknownKeyset(String),
+    #[error("keyset {keyset} is in {unit}, not {expected}")]
+    WrongUnit {
+        keyset: String,
+        unit: String,
+        expected: String,
+    },
+    #[error("keyset id {0} matches more than one of the mint's keysets")]
+    Ambiguous(String),
+    #[error("keyset {keyset} has no key for amount {amount}")]
+    NoKeyForAmount { keyset: String, amount: u64 },
+    #[error("the input fee overflows")]
+    Overflow,
+}
+
+#[derive(Debug, Clone)]
+struct KeysetFee {
+    unit: String,
+    input_fee_ppk: u64,
+    /// The amounts the keyset has keys for: a proof of any other amount
+    /// cannot be genuine (and a huge one would make the swap's outputs
+    /// explode), so it is refused before any swap.
+    amounts: BTreeSet<u64>,
+}
+
+/// One accepted mint and its wallet.
+#[derive(Debug)]
+pub struct MintWallet {
+    /// The mint URL, normalised as paygress-core (and cdk) compare them.
+    pub url: String,
+    pub wallet: Wallet,
+    unit: String,
+    keysets: RwLock<Option<Arc<HashMap<String, KeysetFee>>>>,
+    ready: AtomicBool,
+    last_refresh: Mutex<Option<Instant>>,
+    gate: AsyncRwLock<()>,
+}
+
+/// What a settlement pass did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Settlement {
+    /// Unfinished redemptions whose proofs the mint says are unspent: given
+    /// back (the client keeps its token).
+    pub released: usize,
+    /// Unfinished operations that cdk's saga recovery completed.
+    pub recovered: usize,
+    /// ... that cdk rolled back.
+    pub compensated: usize,
+    /// ... that could not be settled now (mint unreachable).
+    pub skipped: usize,
+}
+
+impl MintWallet {
+    /// Whether the mint has answered `/v1/info` and `/v1/keysets`.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    /// Fetches the mint's info and keysets (with their fees).
+    pub async fn load_metadata(&self) -> Result<(), cdk::Error> {
+        self.wallet.fetch_mint_info().await?;
+        let keysets = self
+            .wallet
+            .keysets(cdk::wallet::types::KeysetLoadPolicy::CacheOnly)
+            .await?;
+        let table: HashMap<String, KeysetFee> = keysets
+            .into_iter()
+            .map(|k| {
+                (
+                    k.id.to_string().to_ascii_lowercase(),
+                    KeysetFee {
+                        unit: k.unit.to_string().to_ascii_lowercase(),
+                        input_fee_ppk: k.input_fee_ppk,
+                        amounts: k
+                            .keys
+                            .iter()
+                            .map(|(amount, _)| u64::from(*amount))
+                            .collect(),
+                    },
+                )
+            })
+            .collect();
+        tracing::debug!(mint = %self.url, keysets = table.len(), "mint keysets loaded");
+        *self.keysets.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(table));
+        if let Ok(mut last) = self.last_refresh.lock() {
+            *last = Some(Instant::now());
+        }
+        self.ready.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    /// Refreshes the keysets when a token names one we do not know, at most
+    /// once per [`KEYSET_REFRESH_MIN_INTERVAL`]. Returns whether it refreshed.
+    pub async fn refresh_keysets_if_stale(&self) -> Result<bool, cdk::Error> {
+        let due = match self.last_refresh.lock() {
+            Ok(last) => last.is_none_or(|t| t.elapsed() >= KEYSET_REFRESH_MIN_INTERVAL),
+            Err(_) => true,
+        };
+        if !due {
+            return Ok(false);
+        }
+        self.load_metadata().await?;
+        Ok(true)
+    }
+
+    /// The input fee the mint charges to swap `token`'s proofs (NUT-02: the
+    /// sum of the keysets' `input_fee_ppk`, rounded up to a whole unit).
+    /// Every proof must name a keyset of the mint, in our unit, with a key
+    /// for the proof's amount.
+    pub fn input_fee(&self, token: &Token) -> Result<u64, FeeError> {
+        let table = self
+            .keysets
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .ok_or(FeeError::NotLoaded)?;
+        for p in &token.proofs {
+            let keyset = lookup(&table, &p.keyset_id, &self.unit)?;
+            if !keyset.amounts.contains(&p.amount) {
+                return Err(FeeError::NoKeyForAmount {
+                    keyset: p.keyset_id.clone(),
+                    amount: p.amount,
+                });
+            }
+        }
+        let mut problem: Option<FeeError> = None;
+        let fee =
+            paygress_core::precheck::input_fee(token, |id| match lookup(&table, id, &self.unit) {
+                Ok(keyset) => Some(keyset.input_fee_ppk),
+                Err(e) => {
+                    problem = Some(e);
+                    None
+                }
+            });
+        match (fee, problem) {
+            (_, Some(problem)) => Err(problem),
+            (Some(Ok(fee)), None) => Ok(fee),
+            (Some(Err(id)), None) => Err(FeeError::UnknownKeyset(id)),
+            (None, None) => Err(FeeError::Overflow),
+        }
+    }
+
+    /// Holds the gate for a redemption (shared with other redemptions,
+    /// exclusive of settlement).
+    pub async fn redemption_gate(&self) -> RwLockReadGuard<'_, ()> {
+        self.gate.read().await
+    }
+
+    /// Whether any of these proofs sits in the wallet as pending: an earlier
+    /// redemption of them did not finish (the mint was unreachable, say).
+    pub async fn has_pending(&self, ys: &[PublicKey]) -> Result<bool, cdk::Error> {
+        let found = self
+            .wallet
+            .localstore
+            .get_proofs_by_ys(ys.to_vec())
+            .await
+            .map_err(cdk::Error::Database)?;
+        Ok(found
+            .iter()
+            .any(|p| matches!(p.state, State::Pending | State::Reserved)))
+    }
+
+    /// Settles unfinished operations with the mint, exclusive of redemptions.
+    ///
+    /// First, every unfinished redemption whose proofs the mint says are all
+    /// unspent is released: the swap never happened, so the token stays the
+    /// client's (cdk's own recovery would replay the swap and take it). Then
+    /// cdk's `recover_incomplete_sagas` settles the rest (a swap that did
+    /// happen is completed, from the mint's NUT-19 cache or by restore).
+    pub async fn settle(&self) -> Result<Settlement, cdk::Error> {
+        let _exclusive = self.gate.write().await;
+        let released = self.release_unswapped_receives().await?;
+        let report = self.wallet.recover_incomplete_sagas().await?;
+        Ok(Settlement {
+            released,
+            recovered: report.recovered,
+            compensated: report.compensated,
+            skipped: report.skipped,
+        })
+    }
+
+    /// Forgets the unfinished redemption of exactly these proofs after the
+    /// mint refused it as spent (cdk keeps such a receive pending, since
+    /// "spent" is not a definitive failure to it; settling it later would
+    /// book a phantom incoming payment). The mint did not sign our outputs,
+    /// so there is nothing to recover. Call with the token's lock held.
+    pub async fn discard_refused_receive(&self, ys: &[PublicKey]) -> Result<usize, cdk::Error> {
+        let store = &self.wallet.localstore;
+        let sagas = store
+            .get_incomplete_sagas()
+            .await
+            .map_err(cdk::Error::Database)?;
+        let mut discarded = 0;
+        for saga in sagas {
+            if saga.mint_url != self.wallet.mint_url
+                || !matches!(saga.state, WalletSagaState::Receive(_))
+            {
+                continue;
+            }
+            let reserved = store
+                .get_reserved_proofs(&saga.id)
+                .await
+                .map_err(cdk::Error::Database)?;
+            if reserved.is_empty() || !reserved.iter().all(|p| ys.contains(&p.y)) {
+                continue;
+            }
+            self.forget_receive(&saga, reserved.iter().map(|p| p.y).collect())
+                .await?;
+            discarded += 1;
+        }
+        Ok(discarded)
+    }
+
+    /// Removes a receive saga and its pending input proofs, and marks its
+    /// transaction failed.
+    async fn forget_receive(
+        &self,
+        saga: &WalletSaga,
+        ys: Vec<PublicKey>,
+    ) -> Result<(), cdk::Error> {
+        let store = &self.wallet.localstore;
+        store
+            .update_proofs(vec![], ys)
+            .await
+            .map_err(cdk::Error::Database)?;
+        if let Some(mut tx) = store
+            .get_transaction(TransactionId::from_saga_id(saga.id))
+            .await
+            .map_err(cdk::Error::Database)?
+        {
+            tx.status = TransactionStatus::Failed;
+            store
+                .add_transaction(tx)
+                .await
+                .map_err(cdk::Error::Database)?;
+        }
+        store
+            .delete_saga(&saga.id)
+            .await
+            .map_err(cdk::Error::Database)
+    }
+
+    async fn release_unswapped_receives(&self) -> Result<usize, cdk::Error> {
+        let store = &self.wallet.localstore;
+        let sagas = store
+            .get_incomplete_sagas()
+            .await
+            .map_err(cdk::Error::Database)?;
+        let mut released = 0;
+        for saga in sagas {
+            if saga.mint_url != self.wallet.mint_url
+                || saga.unit != self.wallet.unit
+                || !matches!(saga.state, WalletSagaState::Receive(_))
+            {
+                continue;
+            }
+            let reserved = store
+                .get_reserved_proofs(&saga.id)
+                .await
+                .map_err(cdk::Error::Database)?;
+            if reserved.is_empty() {
+                continue;
+            }
+            let ys: Vec<PublicKey> = reserved.iter().map(|p| p.y).collect();
+            let states = self
+                .wallet
+                .mint_connector()
+                .post_check_state(CheckStateRequest { ys: ys.clone() })
+                .await?;
+            let all_unspent = ys.iter().all(|y| {
+                states
+                    .states
+                    .iter()
+                    .any(|s| s.y == *y && s.state == State::Unspent)
+            });
+            if !all_unspent {
+                continue;
+            }
+            self.forget_receive(&saga, ys).await?;
+            tracing::info!(mint = %self.url, saga = %saga.id, "released an unfinished redemption: the mint never swapped it");
+            released += 1;
+        }
+        Ok(released)
+    }
+}
+
+/// Finds a keyset's fee by its id: the full id, or (V4 tokens) a prefix of
+/// at least 8 bytes that names exactly one keyset.
+fn lookup<'t>(
+    table: &'t HashMap<String, KeysetFee>,
+    id: &str,
+    expected_unit: &str,
+) -> Result<&'t KeysetFee, FeeError> {
+    let id = id.to_ascii_lowercase();
+    let found = match table.get(&id) {
+        Some(k) => k,
+        None => {
+            if id.len() < 16 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(FeeError::UnknownKeyset(id));
+            }
+            let mut matches = table.iter().filter(|(full, _)| full.starts_with(&id));
+            match (matches.next(), matches.next()) {
+                (Some((_, k)), None) => k,
+                (None, _) => return Err(FeeError::UnknownKeyset(id)),
+                (Some(_), Some(_)) => return Err(FeeError::Ambiguous(id)),
+            }
+        }
+    };
+    if found.unit != expected_unit {
+        return Err(FeeError::WrongUnit {
+            keyset: id,
+            unit: found.unit.clone(),
+            expected: expected_unit.to_string(),
+        });
+    }
+    Ok(found)
+}
+
+/// Every accepted mint's wallet, over one store.
+#[derive(Debug)]
+pub struct Wallets {
+    store: Store,
+    mints: Vec<Arc<MintWallet>>,
+}
+
+impl Wallets {
+    /// Opens (or creates) the store under `data_dir` and builds one wallet
+    /// per mint. No network.
+    pub async fn open(
+        data_dir: &Path,
+        mints: &[String],
+        unit: &str,
+        seed: [u8; 64],
+    ) -> Result<Wallets, WalletError> {
+        let store = open_store(data_dir).await?;
+        let mut built = Vec::with_capacity(mints.len());
+        for url in mints {
+            built.push(Arc::new(build_mint_wallet(&store, url, unit, seed)?));
+        }
+        Ok(Wallets {
+            store,
+            mints: built,
+        })
+    }
+
+    /// The wallet of an accepted mint (URL normalised as paygress-core does).
+    pub fn get(&self, mint: &str) -> Option<&Arc<MintWallet>> {
+        self.mints.iter().find(|m| m.url == mint)
+    }
+
+    /// Every mint's wallet, in the config's order.
+    pub fn all(&self) -> &[Arc<MintWallet>] {
+        &self.mints
+    }
+
+    /// Whether every mint has answered.
+    pub fn all_ready(&self) -> bool {
+        self.mints.iter().all(|m| m.is_ready())
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+}
+
+/// Opens (or creates) the wallet store in `data_dir`.
+pub async fn open_store(data_dir: &Path) -> Result<Store, WalletError> {
+    let path = data_dir.join(STORE_FILE);
+    let store = WalletSqliteDatabase::new(path.clone())
+        .await
+        .map_err(|e| WalletError::Store {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })?;
+    Ok(Arc::new(store))
+}
+
+/// Builds the wallet of one mint over the store.
+pub fn build_mint_wallet(
+    store: &Store,
+    url: &str,
+    unit: &str,
+    seed: [u8; 64],
+) -> Result<MintWallet, WalletError> {
+    let normalised = paygress_core::mint_url::normalize(url).map_err(|e| WalletError::MintUrl {
+        url: url.to_string(),
+        reason: e.to_string(),
+    })?;
+    let mint_url = MintUrl::from_str(&normalised).map_err(|e| WalletError::MintUrl {
+        url: url.to_string(),
+        reason: e.to_string(),
+    })?;
+    let currency = CurrencyUnit::from_str(unit).map_err(|_| WalletError::Unit(unit.into()))?;
+    let localstore: Arc<
+        dyn cdk::cdk_database::WalletDatabase<cdk::cdk_database::Error> + Send + Sync,
+    > = store.clone();
+    let wallet = WalletBuilder::new()
+        .mint_url(mint_url)
+        .unit(currency)
+        .localstore(localstore)
+        .seed(seed)
+        .without_rate_limiting()
+        .build()
+        .map_err(|e| WalletError::Build {
+            mint: normalised.clone(),
+            reason: e.to_string(),
+        })?;
+    Ok(MintWallet {
+        url: normalised,
+        wallet,
+        unit: unit.to_ascii_lowercase(),
+        keysets: RwLock::new(None),
+        ready: AtomicBool::new(false),
+        last_refresh: Mutex::new(None),
+        gate: AsyncRwLock::new(()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table() -> HashMap<String, KeysetFee> {
+        let mut t = HashMap::new();
+        t.insert(
+            "01aabbccddeeff00112233".to_string(),
+            KeysetFee {
+                unit: "sat".into(),
+                input_fee_ppk: 100,
+                amounts: [1, 2, 4].into_iter().collect(),
+            },
+        );
+        t.insert(
+            "00ffeeddccbbaa99".to_string(),
+            KeysetFee {
+                unit: "usd".into(),
+                input_fee_ppk: 0,
+                amounts: [1].into_iter().collect(),
+            },
+        );
+        t
+    }
+
+    #[test]
+    fn keysets_are_found_by_full_id_or_long_prefix() {
+        let t = table();
+        let fee = |id: &str| lookup(&t, id, "sat").map(|k| k.input_fee_ppk);
+        assert_eq!(fee("01AABBCCDDEEFF00112233"), Ok(100));
+        assert_eq!(fee("01aabbccddeeff00"), Ok(100));
+        assert!(matches!(
+            lookup(&t, "01aabb", "sat"),
+            Err(FeeError::UnknownKeyset(_))
+        ));
+        assert!(matches!(
+            lookup(&t, "00ffeeddccbbaa99", "sat"),
+            Err(FeeError::WrongUnit { .. })
+        ));
+        assert!(matches!(
+            lookup(&t, "0123456789abcdef", "sat"),
+            Err(FeeError::UnknownKeyset(_))
+        ));
+    }
+}
