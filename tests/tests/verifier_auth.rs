@@ -40,10 +40,22 @@ fn cashu_a(value: &Value) -> String {
     format!("cashuA{}", b64url(value.to_string().as_bytes()))
 }
 
+/// One way of telling the verifier the original request: a name, the /auth
+/// URL, the headers, and the price and tier it must come out at.
+type InputCase<'a> = (
+    &'a str,
+    String,
+    Vec<(&'a str, &'a [u8])>,
+    u64,
+    Option<&'a str>,
+);
+
 /// Asserts a 402 for `amount` (with its tier) whose `X-Cashu` cdk parses.
 fn assert_payment_required(a: &Answer, mint_url: &str, amount: u64, tier: Option<&str>) {
     assert_eq!(a.status, 402, "{a:?}");
-    let creq = a.header("x-cashu").unwrap_or_else(|| panic!("no X-Cashu: {a:?}"));
+    let creq = a
+        .header("x-cashu")
+        .unwrap_or_else(|| panic!("no X-Cashu: {a:?}"));
     assert!(creq.starts_with("creqA"), "{creq}");
     let request = PaymentRequest::from_str(creq).unwrap_or_else(|e| panic!("{creq}: {e}"));
     assert_eq!(request.amount, Some(Amount::from(amount)));
@@ -70,10 +82,28 @@ async fn every_auth_input_style_is_priced_and_paid() {
     let v = Verifier::start(&config(&url)).await;
 
     // The original request, in every style, priced by the verifier's tiers.
-    let cases: Vec<(&str, String, Vec<(&str, &[u8])>, u64, Option<&str>)> = vec![
-        ("path suffix", v.auth("/premium/page?x=1"), vec![], PREMIUM, Some("premium")),
-        ("path suffix, longest prefix", v.auth("/premium-plus/a"), vec![], PREMIUM_PLUS, Some("premium-plus")),
-        ("path suffix, default price", v.auth("/other"), vec![], DEFAULT_PRICE, None),
+    let cases: Vec<InputCase> = vec![
+        (
+            "path suffix",
+            v.auth("/premium/page?x=1"),
+            vec![],
+            PREMIUM,
+            Some("premium"),
+        ),
+        (
+            "path suffix, longest prefix",
+            v.auth("/premium-plus/a"),
+            vec![],
+            PREMIUM_PLUS,
+            Some("premium-plus"),
+        ),
+        (
+            "path suffix, default price",
+            v.auth("/other"),
+            vec![],
+            DEFAULT_PRICE,
+            None,
+        ),
         (
             "X-Original-URL",
             v.auth(""),
@@ -102,7 +132,13 @@ async fn every_auth_input_style_is_priced_and_paid() {
             PREMIUM_PLUS,
             Some("premium-plus"),
         ),
-        ("no original request: /", v.auth(""), vec![], DEFAULT_PRICE, None),
+        (
+            "no original request: /",
+            v.auth(""),
+            vec![],
+            DEFAULT_PRICE,
+            None,
+        ),
         (
             "the path suffix wins over headers",
             v.auth("/premium"),
@@ -169,7 +205,11 @@ async fn every_auth_input_style_is_priced_and_paid() {
     )
     .await;
     assert_eq!(a.assert_paid(), PREMIUM);
-    assert_ne!(a.header("x-user-id"), Some(user_1.as_str()), "one payer id per token");
+    assert_ne!(
+        a.header("x-user-id"),
+        Some(user_1.as_str()),
+        "one payer id per token"
+    );
 
     let t3 = payer.token_v3(PREMIUM_PLUS).await;
     let cashu_auth = format!("Cashu {t3}");
@@ -193,11 +233,18 @@ async fn every_auth_input_style_is_priced_and_paid() {
     assert_eq!(a.header("x-payment-tier"), None);
 
     // A bearer credential that is not Cashu is the application's: 402.
-    let a = get(&v.auth("/premium"), &[("authorization", b"Bearer eyJhbGciOiJIUzI1NiJ9.e30.x")]).await;
+    let a = get(
+        &v.auth("/premium"),
+        &[("authorization", b"Bearer eyJhbGciOiJIUzI1NiJ9.e30.x")],
+    )
+    .await;
     assert_payment_required(&a, &url, PREMIUM, Some("premium"));
 
     let metrics = v.metrics().await;
-    assert!(metrics.contains("paygress_payments_total{outcome=\"paid\"} 4"), "{metrics}");
+    assert!(
+        metrics.contains("paygress_payments_total{outcome=\"paid\"} 4"),
+        "{metrics}"
+    );
     assert!(
         metrics.contains(&format!(
             "paygress_received_amount_total{{tier=\"premium\",mint=\"{url}\",unit=\"sat\"}} {}",
@@ -205,7 +252,10 @@ async fn every_auth_input_style_is_priced_and_paid() {
         )),
         "{metrics}"
     );
-    assert!(metrics.contains("paygress_redemption_duration_seconds_count 4"), "{metrics}");
+    assert!(
+        metrics.contains("paygress_redemption_duration_seconds_count 4"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]
@@ -216,17 +266,26 @@ async fn exact_over_and_under_payment() {
     let v = Verifier::start(&config(&mint.url())).await;
 
     let exact = payer.token(PREMIUM).await;
-    assert_eq!(pay(&v.auth("/premium"), &exact).await.assert_paid(), PREMIUM);
+    assert_eq!(
+        pay(&v.auth("/premium"), &exact).await.assert_paid(),
+        PREMIUM
+    );
 
     // Overpaying is accepted; the whole amount is received.
     let over = payer.token(PREMIUM + 36).await;
-    assert_eq!(pay(&v.auth("/premium"), &over).await.assert_paid(), PREMIUM + 36);
+    assert_eq!(
+        pay(&v.auth("/premium"), &over).await.assert_paid(),
+        PREMIUM + 36
+    );
 
     // Underpaying is refused before any swap: the token stays the payer's.
     let under = payer.token(PREMIUM - 1).await;
     let a = pay(&v.auth("/premium"), &under).await;
     a.assert_refused(400, "insufficient_amount");
-    assert!(payer.is_spendable(&under).await, "an underpayment was swapped");
+    assert!(
+        payer.is_spendable(&under).await,
+        "an underpayment was swapped"
+    );
     // ... and it still pays a cheaper path.
     let cheap = json!({"unit":"sat","mints":[mint.url()],"default_amount": PREMIUM - 1});
     let v2 = Verifier::start(&cheap).await;
@@ -247,8 +306,17 @@ async fn input_fees_are_paid_by_the_token_not_the_seller() {
     assert!(fee > 0, "the mint charges no input fee");
     let a = pay(&v.auth("/premium"), &face).await;
     a.assert_refused(400, "insufficient_amount");
-    assert!(a.json()["error"].as_str().unwrap_or_default().contains("fee"), "{a:?}");
-    assert!(payer.is_spendable(&face).await, "a refused token was swapped");
+    assert!(
+        a.json()["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("fee"),
+        "{a:?}"
+    );
+    assert!(
+        payer.is_spendable(&face).await,
+        "a refused token was swapped"
+    );
 
     // A token that carries the fee pays; X-Payment-Amount is what was
     // received, net of the fee.
@@ -263,7 +331,11 @@ async fn input_fees_are_paid_by_the_token_not_the_seller() {
         )
         .await
         .expect("prepare send with fee");
-    let with_fee = prepared.confirm(None).await.expect("confirm send").to_string();
+    let with_fee = prepared
+        .confirm(None)
+        .await
+        .expect("confirm send")
+        .to_string();
     let fee = u64::from(payer.redeem_fee(&with_fee).await);
     let face_value: u64 = {
         let t = cdk::nuts::Token::from_str(&with_fee).expect("token");
@@ -287,23 +359,39 @@ async fn a_token_pays_once() {
     pay(&v.auth("/premium"), &token).await.assert_paid();
     // Replayed here (in cashuA too), and at another replica that shares no
     // state with this one: the mint says spent.
-    pay(&v.auth("/premium"), &token).await.assert_refused(400, "token_already_spent");
+    pay(&v.auth("/premium"), &token)
+        .await
+        .assert_refused(400, "token_already_spent");
     let v2 = Verifier::start(&config(&mint.url())).await;
-    pay(&v2.auth("/premium"), &token).await.assert_refused(400, "token_already_spent");
-    pay(&v2.auth("/premium"), &token).await.assert_refused(400, "token_already_spent");
+    pay(&v2.auth("/premium"), &token)
+        .await
+        .assert_refused(400, "token_already_spent");
+    pay(&v2.auth("/premium"), &token)
+        .await
+        .assert_refused(400, "token_already_spent");
 
     // A token spent elsewhere first is refused as spent too.
     let elsewhere = payer.token(PREMIUM).await;
     TestWallet::new(&mint.url()).await.receive(&elsewhere).await;
-    pay(&v.auth("/premium"), &elsewhere).await.assert_refused(400, "token_already_spent");
+    pay(&v.auth("/premium"), &elsewhere)
+        .await
+        .assert_refused(400, "token_already_spent");
 
     // Refused replays leave nothing behind in the wallets: the first
     // verifier holds what it was paid, the second nothing, none pending.
     let url = mint.url();
     let first = wallet_balance(&v);
-    assert_eq!((balance_at(&first, &url), pending_at(&first, &url)), (PREMIUM, 0), "{first}");
+    assert_eq!(
+        (balance_at(&first, &url), pending_at(&first, &url)),
+        (PREMIUM, 0),
+        "{first}"
+    );
     let second = wallet_balance(&v2);
-    assert_eq!((balance_at(&second, &url), pending_at(&second, &url)), (0, 0), "{second}");
+    assert_eq!(
+        (balance_at(&second, &url), pending_at(&second, &url)),
+        (0, 0),
+        "{second}"
+    );
 }
 
 #[tokio::test]
@@ -316,7 +404,7 @@ async fn twenty_concurrent_submissions_pay_once() {
 
     // One replica, twenty at once.
     let token = Arc::new(payer.token(PREMIUM).await);
-    let answers = submit_concurrently(&[v.clone()], &token, 20).await;
+    let answers = submit_concurrently(std::slice::from_ref(&v), &token, 20).await;
     assert_once(&answers);
 
     // Two replicas (separate stores), ten each: the mint's swap decides.
@@ -327,11 +415,19 @@ async fn twenty_concurrent_submissions_pay_once() {
     // Two payments received in all, nothing left pending.
     let url = mint.url();
     let (a, b) = (wallet_balance(&v), wallet_balance(&v2));
-    assert_eq!(balance_at(&a, &url) + balance_at(&b, &url), 2 * PREMIUM, "{a}\n{b}");
+    assert_eq!(
+        balance_at(&a, &url) + balance_at(&b, &url),
+        2 * PREMIUM,
+        "{a}\n{b}"
+    );
     assert_eq!(pending_at(&a, &url) + pending_at(&b, &url), 0, "{a}\n{b}");
 }
 
-async fn submit_concurrently(verifiers: &[Arc<Verifier>], token: &Arc<String>, n: usize) -> Vec<Answer> {
+async fn submit_concurrently(
+    verifiers: &[Arc<Verifier>],
+    token: &Arc<String>,
+    n: usize,
+) -> Vec<Answer> {
     let barrier = Arc::new(tokio::sync::Barrier::new(n));
     let mut tasks = Vec::new();
     for i in 0..n {
@@ -354,7 +450,16 @@ fn assert_once(answers: &[Answer]) {
     let paid = answers.iter().filter(|a| a.status == 200).count();
     let statuses: Vec<(u16, String)> = answers
         .iter()
-        .map(|a| (a.status, if a.status == 200 { String::new() } else { a.code() }))
+        .map(|a| {
+            (
+                a.status,
+                if a.status == 200 {
+                    String::new()
+                } else {
+                    a.code()
+                },
+            )
+        })
         .collect();
     assert_eq!(paid, 1, "{statuses:?}");
     for a in answers.iter().filter(|a| a.status != 200) {
@@ -373,10 +478,16 @@ async fn a_token_of_an_untrusted_mint_is_refused_and_stays_spendable() {
     let token = stranger.token(PREMIUM).await;
     let a = pay(&v.auth("/premium"), &token).await;
     a.assert_refused(400, "mint_not_accepted");
-    assert!(stranger.is_spendable(&token).await, "a token of an untrusted mint was swapped");
+    assert!(
+        stranger.is_spendable(&token).await,
+        "a token of an untrusted mint was swapped"
+    );
     // It is still good money at its own mint.
     assert_eq!(
-        TestWallet::new(&untrusted.url()).await.receive(&token).await,
+        TestWallet::new(&untrusted.url())
+            .await
+            .receive(&token)
+            .await,
         Amount::from(PREMIUM)
     );
 }
@@ -395,13 +506,14 @@ async fn malformed_oversized_and_hostile_tokens_are_400() {
             .json()
             .await
             .expect("keysets json");
-        keysets["keysets"][0]["id"].as_str().expect("a keyset id").to_string()
+        keysets["keysets"][0]["id"]
+            .as_str()
+            .expect("a keyset id")
+            .to_string()
     };
     // A point that is on the curve but no signature of the mint (G).
     let g = "0279be667ef9dcbbac55a06295ce870b07029bfcdb2dce28d959f2815b16f81798";
-    let proof = |amount: u64, id: &str, secret: &str, c: &str| {
-        json!({"amount": amount, "id": id, "secret": secret, "C": c})
-    };
+    let proof = |amount: u64, id: &str, secret: &str, c: &str| json!({"amount": amount, "id": id, "secret": secret, "C": c});
     let v3 = |mint: &str, unit: &str, proofs: Vec<Value>| {
         cashu_a(&json!({"token": [{"mint": mint, "proofs": proofs}], "unit": unit}))
     };
@@ -412,10 +524,19 @@ async fn malformed_oversized_and_hostile_tokens_are_400() {
         ("garbage", b"hello".to_vec()),
         ("prefix only", b"cashuB".to_vec()),
         ("bad base64", b"cashuB!!!!****".to_vec()),
-        ("not CBOR", format!("cashuB{}", b64url(b"definitely not cbor")).into_bytes()),
-        ("not JSON", format!("cashuA{}", b64url(b"{\"token\": [")).into_bytes()),
+        (
+            "not CBOR",
+            format!("cashuB{}", b64url(b"definitely not cbor")).into_bytes(),
+        ),
+        (
+            "not JSON",
+            format!("cashuA{}", b64url(b"{\"token\": [")).into_bytes(),
+        ),
         ("no proofs", v3(&url, "sat", vec![]).into_bytes()),
-        ("zero amount", v3(&url, "sat", vec![proof(0, &keyset_id, &secret(1), g)]).into_bytes()),
+        (
+            "zero amount",
+            v3(&url, "sat", vec![proof(0, &keyset_id, &secret(1), g)]).into_bytes(),
+        ),
         (
             "amount overflow",
             v3(
@@ -430,8 +551,14 @@ async fn malformed_oversized_and_hostile_tokens_are_400() {
         ),
         (
             "too many proofs",
-            v3(&url, "sat", (0..300).map(|i| proof(1, &keyset_id, &secret(100 + i), g)).collect())
-                .into_bytes(),
+            v3(
+                &url,
+                "sat",
+                (0..300)
+                    .map(|i| proof(1, &keyset_id, &secret(100 + i), g))
+                    .collect(),
+            )
+            .into_bytes(),
         ),
         (
             "two mints",
@@ -441,8 +568,14 @@ async fn malformed_oversized_and_hostile_tokens_are_400() {
             ]}))
             .into_bytes(),
         ),
-        ("oversized (20 KB)", format!("cashuB{}", "A".repeat(20 * 1024)).into_bytes()),
-        ("oversized (100 KB)", format!("cashuB{}", "A".repeat(100 * 1024)).into_bytes()),
+        (
+            "oversized (20 KB)",
+            format!("cashuB{}", "A".repeat(20 * 1024)).into_bytes(),
+        ),
+        (
+            "oversized (100 KB)",
+            format!("cashuB{}", "A".repeat(100 * 1024)).into_bytes(),
+        ),
         ("not ASCII", b"cashuB\xff\xfe\xfd".to_vec()),
     ];
     for (name, value) in &malformed {
@@ -451,14 +584,22 @@ async fn malformed_oversized_and_hostile_tokens_are_400() {
         a.assert_refused(400, "malformed_token");
         assert!(!a.json()["error"].as_str().unwrap_or_default().is_empty());
     }
-    let a = get(&v.auth("/premium"), &[("x-cashu", b"cashuBabc"), ("x-cashu", b"cashuBdef")]).await;
+    let a = get(
+        &v.auth("/premium"),
+        &[("x-cashu", b"cashuBabc"), ("x-cashu", b"cashuBdef")],
+    )
+    .await;
     a.assert_refused(400, "malformed_token");
 
     // Well-formed, and refused by the rules or by the mint.
     let refused: Vec<(&str, String, &str)> = vec![
         (
             "a stranger's mint",
-            v3("http://127.0.0.1:9", "sat", vec![proof(64, &keyset_id, &secret(6), g)]),
+            v3(
+                "http://127.0.0.1:9",
+                "sat",
+                vec![proof(64, &keyset_id, &secret(6), g)],
+            ),
             "mint_not_accepted",
         ),
         (
@@ -473,7 +614,11 @@ async fn malformed_oversized_and_hostile_tokens_are_400() {
         ),
         (
             "unknown keyset",
-            v3(&url, "sat", vec![proof(64, "00ffffffffffffff", &secret(9), g)]),
+            v3(
+                &url,
+                "sat",
+                vec![proof(64, "00ffffffffffffff", &secret(9), g)],
+            ),
             "token_invalid",
         ),
         (
@@ -488,7 +633,11 @@ async fn malformed_oversized_and_hostile_tokens_are_400() {
         ),
         (
             "huge face value",
-            v3(&url, "sat", vec![proof(1 << 52, &keyset_id, &secret(12), g)]),
+            v3(
+                &url,
+                "sat",
+                vec![proof(1 << 52, &keyset_id, &secret(12), g)],
+            ),
             "token_invalid",
         ),
     ];
@@ -497,7 +646,10 @@ async fn malformed_oversized_and_hostile_tokens_are_400() {
         eprintln!("{name}: {} {}", a.status, a.body);
         assert_eq!(a.status, 400, "{name}: {a:?}");
         if *name == "C is not a point" {
-            assert!(["token_invalid", "malformed_token"].contains(&a.code().as_str()), "{a:?}");
+            assert!(
+                ["token_invalid", "malformed_token"].contains(&a.code().as_str()),
+                "{a:?}"
+            );
         } else {
             a.assert_refused(400, code);
         }
@@ -527,7 +679,13 @@ async fn nginx_mode_carries_the_real_status_in_a_401() {
 
     for (target, headers) in [
         (v.auth("/premium?mode=nginx"), vec![]),
-        (v.auth(""), vec![("x-paygress-mode", b"nginx".as_slice()), ("x-original-url", b"/premium".as_slice())]),
+        (
+            v.auth(""),
+            vec![
+                ("x-paygress-mode", b"nginx".as_slice()),
+                ("x-original-url", b"/premium".as_slice()),
+            ],
+        ),
     ] {
         let a = get(&target, &headers).await;
         assert_eq!(a.status, 401, "{a:?}");
@@ -543,13 +701,21 @@ async fn nginx_mode_carries_the_real_status_in_a_401() {
     }
 
     let a = get(&v.auth("/premium?mode=nginx"), &[("x-cashu", b"garbage")]).await;
-    assert_eq!((a.status, a.header("x-paygress-status")), (401, Some("400")));
-    let body: Value = serde_json::from_str(a.header("x-paygress-body").expect("body")).expect("json");
+    assert_eq!(
+        (a.status, a.header("x-paygress-status")),
+        (401, Some("400"))
+    );
+    let body: Value =
+        serde_json::from_str(a.header("x-paygress-body").expect("body")).expect("json");
     assert_eq!(body["code"], "malformed_token");
 
     // A grant is a plain 200.
     let token = payer.token(PREMIUM).await;
-    let a = get(&v.auth("/premium?mode=nginx"), &[("x-cashu", token.as_bytes())]).await;
+    let a = get(
+        &v.auth("/premium?mode=nginx"),
+        &[("x-cashu", token.as_bytes())],
+    )
+    .await;
     assert_eq!(a.assert_paid(), PREMIUM);
     assert_eq!(a.header("x-paygress-status"), None);
 }

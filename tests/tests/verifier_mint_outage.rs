@@ -26,7 +26,9 @@ async fn a_stopped_mint_is_503_and_the_token_stays_spendable() {
         started.elapsed()
     );
     // No 402, no 200 while the mint is away, however often the client asks.
-    pay(&v.auth("/premium"), &token).await.assert_refused(503, "mint_unavailable");
+    pay(&v.auth("/premium"), &token)
+        .await
+        .assert_refused(503, "mint_unavailable");
 
     mint.restart().await;
     assert!(
@@ -37,17 +39,28 @@ async fn a_stopped_mint_is_503_and_the_token_stays_spendable() {
     let a = pay(&v.auth("/premium"), &token).await;
     assert_eq!(a.assert_paid(), PREMIUM, "{}", v.log());
     assert!(!payer.is_spendable(&token).await);
-    pay(&v.auth("/premium"), &token).await.assert_refused(400, "token_already_spent");
+    pay(&v.auth("/premium"), &token)
+        .await
+        .assert_refused(400, "token_already_spent");
     let balance = wallet_balance(&v);
     assert_eq!(
-        (balance_at(&balance, &mint.url()), pending_at(&balance, &mint.url())),
+        (
+            balance_at(&balance, &mint.url()),
+            pending_at(&balance, &mint.url())
+        ),
         (PREMIUM, 0),
         "{balance}"
     );
 
     let metrics = v.metrics().await;
-    assert!(metrics.contains("paygress_payments_total{outcome=\"mint_unavailable\"} 2"), "{metrics}");
-    assert!(metrics.contains("paygress_mint_errors_total{mint="), "{metrics}");
+    assert!(
+        metrics.contains("paygress_payments_total{outcome=\"mint_unavailable\"} 2"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("paygress_mint_errors_total{mint="),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]
@@ -78,15 +91,25 @@ async fn readiness_waits_for_the_mint() {
         if get(&format!("{}/readyz", v.0), &[]).await.status == 200 {
             break;
         }
-        assert!(Instant::now() < deadline, "not ready 30 s after the mint came back");
+        assert!(
+            Instant::now() < deadline,
+            "not ready 30 s after the mint came back"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    assert_eq!(pay(&format!("{}/auth/premium", v.0), &token).await.assert_paid(), PREMIUM);
+    assert_eq!(
+        pay(&format!("{}/auth/premium", v.0), &token)
+            .await
+            .assert_paid(),
+        PREMIUM
+    );
 }
 
 /// Starts the verifier without waiting for `/readyz` (its mint is down):
 /// returns its URL and the process.
-async fn start_unready(config: &serde_json::Value) -> (String, paygress_tests::ChildProcess, tempfile::TempDir) {
+async fn start_unready(
+    config: &serde_json::Value,
+) -> (String, paygress_tests::ChildProcess, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("temp dir");
     let config_path = dir.path().join("config.json");
     std::fs::write(&config_path, config.to_string()).expect("write config");
@@ -105,6 +128,8 @@ async fn start_unready(config: &serde_json::Value) -> (String, paygress_tests::C
         .env("PAYGRESS_MINT_TIMEOUT_MS", MINT_TIMEOUT_MS.to_string());
     let mut process = paygress_tests::ChildProcess::spawn("paygress-unready", command);
     let url = paygress_tests::loopback_url(port);
-    process.wait_http_ok(&format!("{url}/healthz"), READY_TIMEOUT).await;
+    process
+        .wait_http_ok(&format!("{url}/healthz"), READY_TIMEOUT)
+        .await;
     (url, process, dir)
 }

@@ -334,8 +334,10 @@ async fn mint_loop(state: Arc<AppState>, mint: Arc<MintWallet>) {
 async fn settle(state: &AppState, mint: &MintWallet) {
     let timeout = state.settings.mint_timeout.max(Duration::from_secs(5)) * 4;
     match tokio::time::timeout(timeout, mint.settle()).await {
-        Ok(Ok(s)) if s == Default::default() => {}
-        Ok(Ok(s)) => tracing::info!(mint = %mint.url, ?s, "settled unfinished operations"),
+        Ok(Ok(s)) if s.released > 0 || s.compensated > 0 => {
+            tracing::info!(mint = %mint.url, ?s, "settled unfinished operations")
+        }
+        Ok(Ok(s)) => tracing::debug!(mint = %mint.url, ?s, "settlement pass"),
         Ok(Err(e)) => {
             tracing::warn!(mint = %mint.url, error = %e, "cannot settle unfinished operations");
             state.metrics.mint_error(&mint.url, "unreachable");

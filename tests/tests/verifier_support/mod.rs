@@ -93,7 +93,10 @@ pub fn paygress_bin() -> PathBuf {
 /// Runs `paygress ARGS` to completion.
 pub fn run_paygress(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut command = Command::new(paygress_bin());
-    command.args(args).stdin(Stdio::null()).env_remove("PAYGRESS_MNEMONIC");
+    command
+        .args(args)
+        .stdin(Stdio::null())
+        .env_remove("PAYGRESS_MNEMONIC");
     for (k, v) in env {
         command.env(k, v);
     }
