@@ -114,9 +114,10 @@ pub enum WalletCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum TokenCommand {
-    /// Prints a token's mint, unit, amounts and total as JSON (never its secrets).
+    /// Prints a token's mint, unit, amounts and total as JSON (never its
+    /// secrets), or what a payment request (creqA…, a 402's X-Cashu) asks for.
     Decode {
-        /// The token (cashuA… or cashuB…); `-` reads it from stdin.
+        /// The token (cashuA… or cashuB…) or payment request (creqA…); `-` reads it from stdin.
         token: String,
     },
 }

@@ -29,8 +29,11 @@ use thiserror::Error;
 
 /// The default namespace of provisioned pods.
 pub const DEFAULT_POD_NAMESPACE: &str = "default";
-/// The default longest wait for the mint during one redemption.
-pub const DEFAULT_MINT_TIMEOUT: Duration = Duration::from_secs(5);
+/// The default longest wait for the mint during one redemption. It stays
+/// below the filter's default callout timeout (`verifier.timeout_ms`, 3000),
+/// so that the filter hears the verifier's answer rather than timing out
+/// while a swap may still complete. Raise both together.
+pub const DEFAULT_MINT_TIMEOUT: Duration = Duration::from_secs(2);
 /// The default interval of the settlement of unfinished redemptions.
 pub const DEFAULT_RECOVERY_INTERVAL: Duration = Duration::from_secs(60);
 /// The default time SIGTERM waits for in-flight redemptions.

@@ -119,7 +119,7 @@ async fn run(cli: Cli) -> ExitCode {
             } else {
                 token
             };
-            print_result(token_cmd::decode(&token).map_err(anyhow::Error::from))
+            print_result(token_cmd::decode_any(&token).map_err(anyhow::Error::from))
         }
         Command::Pay(args) => {
             match pay::pay(&args.url, &args.dir.data_dir, &args.method, &args.headers).await {
