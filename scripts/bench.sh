@@ -7,9 +7,12 @@
 #    upstream); Envoy with the filter answering 402 in-proxy.
 # 2. Redemption latency: p50 of a payment through the verifier's /auth beside
 #    a bare cdk `receive` at the same mint (cargo bench -p paygress).
+#
+#   bash scripts/bench.sh [all|envoy|redeem]      (default all)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/tools.sh
+which=${1:-all}
 
 DURATION=${PAYGRESS_BENCH_DURATION:-10s}
 CONNECTIONS=${PAYGRESS_BENCH_CONNECTIONS:-32}
@@ -30,6 +33,7 @@ rps() { # url [header]
   awk '/Requests\/sec/{print $2}' <<<"$out"
 }
 
+if [ "$which" = all ] || [ "$which" = envoy ]; then
 UP=$(free_port); BASE=$(free_port); BASE_ADMIN=$(free_port); PG=$(free_port); PG_ADMIN=$(free_port)
 mkdir -p "$run/nginx"
 python3 scripts/render.py scripts/bench/nginx-upstream.conf "$run/nginx.conf" RUN_DIR="$run/nginx" UPSTREAM_PORT="$UP"
@@ -54,10 +58,13 @@ for name, v in [("plain Envoy -> upstream (baseline)", base),
                 ("filter, paid path, 402 in-proxy", paid)]:
     print(f"{name:<42}{v:>12.0f}{v / base:>13.2f}x")
 PY
+fi
 
+if [ "$which" = all ] || [ "$which" = redeem ]; then
 echo
 echo "== Redemption latency (verifier /auth vs bare cdk receive, same mint)"
 # Full LTO of cdk takes very long on small machines and changes nothing here:
 # the time is the mint's swap and the stores' writes.
 CARGO_PROFILE_BENCH_LTO=false CARGO_PROFILE_BENCH_CODEGEN_UNITS=16 \
   cargo bench -p paygress --bench redeem_latency --locked
+fi

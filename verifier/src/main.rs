@@ -38,7 +38,9 @@ fn init_logging(serving: bool) {
             if serving {
                 DEFAULT_LOG.to_string()
             } else {
-                "warn".to_string()
+                // cdk's store warns about slow queries on a busy disk: not
+                // the business of someone running a wallet command.
+                "warn,cdk_sql_common=error".to_string()
             }
         });
     let filter = EnvFilter::try_new(&filter).unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG));
