@@ -137,6 +137,32 @@ pub fn ascii_json(text: &str) -> String {
     out
 }
 
+/// Envoy's ext_authz removes the request headers that an OK check response
+/// names in this header before the request goes upstream.
+pub const X_ENVOY_AUTH_HEADERS_TO_REMOVE: &str = "x-envoy-auth-headers-to-remove";
+
+/// On a grant, names the request's token headers (`X-Cashu`, and a Cashu
+/// `Authorization`) in `x-envoy-auth-headers-to-remove`, so that Envoy and
+/// Istio ext_authz keep the token from the upstream without any route
+/// configuration. Other proxies ignore the header.
+pub fn ask_envoy_to_remove_token(response: &mut HeaderMap, request: &HeaderMap) {
+    let mut names: Vec<&str> = Vec::with_capacity(2);
+    if request.contains_key(h::X_CASHU) {
+        names.push(h::X_CASHU);
+    }
+    let cashu_auth = request
+        .get_all(header::AUTHORIZATION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(paygress_core::extract::is_cashu_authorization);
+    if cashu_auth {
+        names.push(h::AUTHORIZATION);
+    }
+    if !names.is_empty() {
+        insert(response, X_ENVOY_AUTH_HEADERS_TO_REMOVE, &names.join(","));
+    }
+}
+
 /// The `/auth` response for a decision, in NGINX mode when asked.
 pub fn respond(decision: &Decision, config: &CompiledConfig, nginx: bool) -> Response {
     let response = decision_response(decision, config);
@@ -187,6 +213,29 @@ mod tests {
 
         let ok = Decision::Allow(Grant { payment: None });
         assert_eq!(respond(&ok, &c, true).status(), StatusCode::OK);
+    }
+
+    #[test]
+    fn grants_name_the_token_headers_for_envoy_to_remove() {
+        let mut req = HeaderMap::new();
+        req.insert("x-cashu", HeaderValue::from_static("cashuBxyz"));
+        req.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Bearer cashuAabc"),
+        );
+        let mut out = HeaderMap::new();
+        ask_envoy_to_remove_token(&mut out, &req);
+        assert_eq!(out[X_ENVOY_AUTH_HEADERS_TO_REMOVE], "x-cashu,authorization");
+
+        // An application's own bearer token is not ours to remove.
+        let mut req = HeaderMap::new();
+        req.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Bearer eyJhbGciOi.x.y"),
+        );
+        let mut out = HeaderMap::new();
+        ask_envoy_to_remove_token(&mut out, &req);
+        assert!(out.get(X_ENVOY_AUTH_HEADERS_TO_REMOVE).is_none());
     }
 
     #[test]

@@ -140,7 +140,11 @@ async fn auth_handler(
             ms = started.elapsed().as_millis() as u64, "auth"
         ),
     }
-    response::respond(&decision, &state.settings.config, nginx)
+    let mut response = response::respond(&decision, &state.settings.config, nginx);
+    if matches!(decision, Decision::Allow(_)) {
+        response::ask_envoy_to_remove_token(response.headers_mut(), &headers);
+    }
+    response
 }
 
 async fn healthz() -> &'static str {
