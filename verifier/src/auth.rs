@@ -90,27 +90,22 @@ pub fn original_request(
             });
         }
     }
-    if let Some(url) = header_str(headers, h::X_ORIGINAL_URL, MAX_TARGET_LEN)? {
-        let method = header_str(headers, h::X_ORIGINAL_METHOD, 64)?
-            .unwrap_or(method.as_str())
-            .to_string();
-        return Ok(OriginalRequest {
-            method,
-            target: url.to_string(),
-            host,
-            source: "x-original-url",
-        });
-    }
-    if let Some(uri) = header_str(headers, h::X_FORWARDED_URI, MAX_TARGET_LEN)? {
-        let method = header_str(headers, h::X_FORWARDED_METHOD, 64)?
-            .unwrap_or(method.as_str())
-            .to_string();
-        return Ok(OriginalRequest {
-            method,
-            target: uri.to_string(),
-            host,
-            source: "x-forwarded-uri",
-        });
+    // NGINX's pair first, then Traefik's (and the filter's callout).
+    for (target_header, method_header) in [
+        (h::X_ORIGINAL_URL, h::X_ORIGINAL_METHOD),
+        (h::X_FORWARDED_URI, h::X_FORWARDED_METHOD),
+    ] {
+        if let Some(target) = header_str(headers, target_header, MAX_TARGET_LEN)? {
+            let method = header_str(headers, method_header, 64)?
+                .unwrap_or(method.as_str())
+                .to_string();
+            return Ok(OriginalRequest {
+                method,
+                target: target.to_string(),
+                host,
+                source: target_header,
+            });
+        }
     }
     Ok(OriginalRequest {
         method: method.as_str().to_string(),
