@@ -370,34 +370,77 @@ impl CompiledConfig {
         Config::from_json(text)?.compile()
     }
 
-    /// The price of a request target (path, with or without query string).
-    ///
-    /// Where `;` path parameters make the path read differently on different
-    /// servers (`/free/..;/premium`), the higher price of the two readings
-    /// applies, and the path is free only if it is free in both: no spelling
-    /// of a paid path is cheaper than the path (see [`path`]).
-    pub fn price(&self, target: &str) -> Price<'_> {
-        let plain = self.price_of_path(&path::normalize(target));
-        if !path::has_params(target) {
-            return plain;
+    /// The price of a request target (origin-form or absolute), the highest
+    /// among its readings (see [`path`]): as sent, decoded, resolved (with
+    /// and without `;` parameters), each also ASCII case-folded. It is free
+    /// only when every reading is free. A target whose authority cannot be
+    /// read one way is refused.
+    pub fn try_price(&self, target: &str) -> Result<Price<'_>, path::TargetError> {
+        let raw = path::raw_path(target)?;
+        if path::is_plain(raw) {
+            return Ok(self.price_of_path(raw, false));
         }
-        let stripped = self.price_of_path(&path::normalize_without_params(target));
-        if stripped.amount() > plain.amount() {
-            stripped
-        } else {
-            plain
+        let resolved = path::normalize(raw);
+        let mut best = self.price_of_path(&resolved, false);
+        let mut consider = |reading: &str| {
+            for fold in [false, true] {
+                if fold && !path::has_upper(reading) {
+                    continue;
+                }
+                let candidate = self.price_of_path(reading, fold);
+                if candidate.amount() > best.amount() {
+                    best = candidate;
+                }
+            }
+        };
+        consider(&resolved);
+        consider(raw);
+        consider(&path::decoded_path(raw));
+        if path::has_params(raw) {
+            consider(&path::normalize_without_params(raw));
+        }
+        Ok(best)
+    }
+
+    /// [`CompiledConfig::try_price`], for a target already known to be
+    /// well-formed: a bad authority is priced as the highest tier, never as
+    /// free.
+    pub fn price(&self, target: &str) -> Price<'_> {
+        match self.try_price(target) {
+            Ok(price) => price,
+            Err(_) => self.highest_price(),
         }
     }
 
-    /// The price of a normalised path.
-    fn price_of_path(&self, path: &str) -> Price<'_> {
-        if self.free_paths.iter().any(|p| path::has_prefix(path, p)) {
+    /// The most expensive price tier.
+    fn highest_price(&self) -> Price<'_> {
+        let tier = self.tiers.iter().fold(&self.default_tier, |best, t| {
+            if t.amount > best.amount {
+                t
+            } else {
+                best
+            }
+        });
+        Price::Paid(tier)
+    }
+
+    /// The price of one reading of a path; `fold` compares ASCII letters
+    /// case-insensitively.
+    fn price_of_path(&self, path: &str, fold: bool) -> Price<'_> {
+        let under = |prefix: &str| {
+            if fold {
+                path::has_prefix_folded(path, prefix)
+            } else {
+                path::has_prefix(path, prefix)
+            }
+        };
+        if self.free_paths.iter().any(|p| under(p)) {
             return Price::Free;
         }
         let tier = self
             .tiers
             .iter()
-            .find(|t| path::has_prefix(path, &t.prefix))
+            .find(|t| under(&t.prefix))
             .unwrap_or(&self.default_tier);
         Price::Paid(tier)
     }

@@ -24,11 +24,14 @@ pub enum ErrorCode {
     MintUnavailable,
     /// The filter could not reach the verifier (`failure_mode: deny`).
     VerifierUnavailable,
+    /// The request itself cannot be priced safely (an authority holding
+    /// `?`, `#`, `@`, `\` or whitespace).
+    MalformedRequest,
 }
 
 impl ErrorCode {
     /// Every code, for tables and tests.
-    pub const ALL: [ErrorCode; 8] = [
+    pub const ALL: [ErrorCode; 9] = [
         ErrorCode::MalformedToken,
         ErrorCode::MintNotAccepted,
         ErrorCode::UnitMismatch,
@@ -37,6 +40,7 @@ impl ErrorCode {
         ErrorCode::TokenInvalid,
         ErrorCode::MintUnavailable,
         ErrorCode::VerifierUnavailable,
+        ErrorCode::MalformedRequest,
     ];
 
     /// The code as it appears in the JSON body.
@@ -50,6 +54,7 @@ impl ErrorCode {
             ErrorCode::TokenInvalid => "token_invalid",
             ErrorCode::MintUnavailable => "mint_unavailable",
             ErrorCode::VerifierUnavailable => "verifier_unavailable",
+            ErrorCode::MalformedRequest => "malformed_request",
         }
     }
 
@@ -66,7 +71,8 @@ impl ErrorCode {
             | ErrorCode::UnitMismatch
             | ErrorCode::InsufficientAmount
             | ErrorCode::TokenAlreadySpent
-            | ErrorCode::TokenInvalid => 400,
+            | ErrorCode::TokenInvalid
+            | ErrorCode::MalformedRequest => 400,
             ErrorCode::MintUnavailable | ErrorCode::VerifierUnavailable => 503,
         }
     }

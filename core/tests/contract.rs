@@ -302,6 +302,7 @@ fn codes_and_statuses_are_those_of_the_contract() {
         ("token_invalid", 400),
         ("mint_unavailable", 503),
         ("verifier_unavailable", 503),
+        ("malformed_request", 400),
     ];
     assert_eq!(ErrorCode::ALL.len(), want.len());
     for (code, (name, status)) in ErrorCode::ALL.iter().zip(want) {

@@ -1,7 +1,9 @@
-//! Pricing by the rules of DESIGN.md: free paths first, then the longest tier
-//! prefix, by whole segments, query and fragment ignored, `..`, `.`, empty
-//! segments, backslashes and percent-escapes (dots and slashes included)
-//! normalised, so that no spelling of a paid path is cheaper than the path.
+//! Pricing by the payment contract: free paths first, then the
+//! longest tier prefix, by whole segments, query and fragment ignored; a
+//! path is priced at the highest price among its readings (as sent, decoded,
+//! with `..`, `.`, empty segments, backslashes and percent-escapes resolved,
+//! and each case-folded), so that no spelling of a paid path is cheaper than
+//! the path.
 //! Runs natively and on wasm32.
 #![allow(
     clippy::unwrap_used,
@@ -89,9 +91,16 @@ fn table_of_targets() {
         ("/./premium", paid("premium", 2000)),
         ("/../premium", paid("premium", 2000)),
         ("/../../../premium", paid("premium", 2000)),
-        ("/premium/..", paid("", 1000)),
-        ("/premium/../free", None),
-        ("/premium/x/../../free", None),
+        // ... but as sent, `/premium/../free` is under `/premium` to an
+        // upstream that routes the raw path: the higher price applies.
+        ("/premium/..", paid("premium", 2000)),
+        ("/premium/../free", paid("premium", 2000)),
+        ("/premium/x/../../free", paid("premium", 2000)),
+        ("/premium/../free/x", paid("premium", 2000)),
+        ("/premium/%2e%2e/free/x", paid("premium", 2000)),
+        ("/premium/%2E%2E/free/x", paid("premium", 2000)),
+        ("/premium%2f..%2ffree", paid("premium", 2000)),
+        ("/premium-plus/./../free", paid("premium-plus", 5000)),
         ("/x/../free/..", paid("", 1000)),
         // Percent-encoded dots and slashes.
         ("/free/%2e%2e/premium", paid("premium", 2000)),
@@ -100,7 +109,8 @@ fn table_of_targets() {
         ("/free%2f..%2fpremium", paid("premium", 2000)),
         ("/free%2F%2E%2E%2Fpremium", paid("premium", 2000)),
         ("/%70remium", paid("premium", 2000)),
-        ("/%66ree", None),
+        // Free only when every reading is free: as sent, `/%66ree` is not.
+        ("/%66ree", paid("", 1000)),
         ("/premium%3Fx", paid("", 1000)),
         ("/free%3F/../premium", paid("premium", 2000)),
         // Backslashes and empty segments.
@@ -129,10 +139,16 @@ fn table_of_targets() {
         ("http://example.com/premium/x?y", paid("premium", 2000)),
         ("https://example.com/free", None),
         ("https://example.com", paid("", 1000)),
-        ("https://example.com?/free", paid("", 1000)),
-        // Case matters (paths are case-sensitive).
-        ("/Premium", paid("", 1000)),
+        // Case: the case-folded reading counts (Express and ASP.NET route
+        // case-insensitively), and a free path is free only as spelled.
+        ("/Premium", paid("premium", 2000)),
+        ("/PREMIUM/x", paid("premium", 2000)),
+        ("/Premium-Plus/x", paid("premium-plus", 5000)),
+        ("/%50REMIUM/x", paid("premium", 2000)),
+        ("/PREMIUM/DEEP/ER", paid("deep", 9000)),
         ("/FREE", paid("", 1000)),
+        ("/FREE/../premium-plus", paid("premium-plus", 5000)),
+        ("/Free/../Premium", paid("premium", 2000)),
         // Malformed escapes stay as they are.
         ("/free%", paid("", 1000)),
         ("/free/%zz", None),
@@ -146,6 +162,37 @@ fn table_of_targets() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+#[cfg_attr(not(target_arch = "wasm32"), test)]
+fn an_authority_that_hides_the_path_is_refused() {
+    let c = config();
+    for target in [
+        "http://x?/premium-plus/r",
+        "https://example.com?/free",
+        "http://x#/premium",
+        "http://user@x/premium",
+        "http://a\\b/premium",
+        "http://a b/premium",
+        "http://x?",
+    ] {
+        assert_eq!(
+            c.try_price(target),
+            Err(path::TargetError::BadAuthority),
+            "{target:?}"
+        );
+        // Never cheaper than the dearest tier when priced anyway.
+        assert_eq!(c.price(target).amount(), 9000, "{target:?}");
+    }
+    assert_eq!(
+        c.try_price("http://x/premium-plus/r?y").map(|p| p.amount()),
+        Ok(5000)
+    );
+    assert_eq!(
+        c.try_price("http://x:8080/a?b@c").map(|p| p.amount()),
+        Ok(1000)
+    );
 }
 
 #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]

@@ -246,7 +246,17 @@ impl Plugin {
         let token_edits = request.token_edits();
 
         let path = request.first(":path").unwrap_or(Cow::Borrowed("/"));
-        let tier = match self.config.price(&path) {
+        let price = match self.config.try_price(&path) {
+            Ok(price) => price,
+            Err(e) => {
+                let rejection = Rejection::new(ErrorCode::MalformedRequest, e.to_string());
+                return Verdict {
+                    decision: Decision::LocalReply(rejection_reply(&rejection)),
+                    counters: &[Counter::Rejected],
+                };
+            }
+        };
+        let tier = match price {
             Price::Free => {
                 edits.extend(&token_edits);
                 return Verdict {

@@ -19,7 +19,7 @@ use axum::http::{HeaderMap, HeaderValue, Method, Uri};
 use paygress_core::extract::{self, FoundToken};
 use paygress_core::headers as h;
 use paygress_core::pricing::Price;
-use paygress_core::{precheck, TokenLimits};
+use paygress_core::{precheck, CompiledConfig, TokenLimits};
 
 use crate::error::AuthError;
 use crate::ids;
@@ -40,6 +40,9 @@ pub struct OriginalRequest {
     /// Which input style named it: `path`, `x-original-url`,
     /// `x-forwarded-uri` or `none`.
     pub source: &'static str,
+    /// The targets named by the other input styles present, if any: when
+    /// the sources disagree, the highest price among them all applies.
+    pub others: Vec<String>,
 }
 
 /// What `/auth` answers.
@@ -80,17 +83,14 @@ pub fn original_request(
     headers: &HeaderMap,
 ) -> Result<OriginalRequest, AuthError> {
     let host = header_str(headers, h::X_FORWARDED_HOST, MAX_TARGET_LEN)?.map(str::to_string);
+    // Every source present, in order of precedence: the path after /auth,
+    // NGINX's pair, then Traefik's (and the filter's callout).
+    let mut found: Vec<(&'static str, String, String)> = Vec::new();
     if let Some(suffix) = uri.path().strip_prefix("/auth") {
         if suffix.starts_with('/') && suffix.len() > 1 {
-            return Ok(OriginalRequest {
-                method: method.as_str().to_string(),
-                target: suffix.to_string(),
-                host,
-                source: "path",
-            });
+            found.push(("path", suffix.to_string(), method.as_str().to_string()));
         }
     }
-    // NGINX's pair first, then Traefik's (and the filter's callout).
     for (target_header, method_header) in [
         (h::X_ORIGINAL_URL, h::X_ORIGINAL_METHOD),
         (h::X_FORWARDED_URI, h::X_FORWARDED_METHOD),
@@ -99,20 +99,47 @@ pub fn original_request(
             let method = header_str(headers, method_header, 64)?
                 .unwrap_or(method.as_str())
                 .to_string();
-            return Ok(OriginalRequest {
-                method,
-                target: target.to_string(),
-                host,
-                source: target_header,
-            });
+            found.push((target_header, target.to_string(), method));
         }
     }
+    let mut found = found.into_iter();
+    let Some((source, target, method)) = found.next() else {
+        return Ok(OriginalRequest {
+            method: method.as_str().to_string(),
+            target: "/".into(),
+            host,
+            source: "none",
+            others: Vec::new(),
+        });
+    };
     Ok(OriginalRequest {
-        method: method.as_str().to_string(),
-        target: "/".into(),
+        method,
+        target,
         host,
-        source: "none",
+        source,
+        others: found.map(|(_, target, _)| target).collect(),
     })
+}
+
+/// The price of the original request: the highest among the prices of every
+/// target its sources name (each at its highest reading), with the tier
+/// that set it. A target whose authority cannot be read one way is refused.
+pub fn price_of(
+    config: &CompiledConfig,
+    original: &OriginalRequest,
+) -> Result<(u64, Option<String>), AuthError> {
+    let mut best: (u64, Option<String>) = (0, None);
+    for target in std::iter::once(&original.target).chain(original.others.iter()) {
+        let price = config
+            .try_price(target)
+            .map_err(|e| AuthError::MalformedRequest(e.to_string()))?;
+        if let Price::Paid(t) = price {
+            if t.amount > best.0 {
+                best = (t.amount, t.id.clone());
+            }
+        }
+    }
+    Ok(best)
 }
 
 /// A header as text: `None` when absent, 400 when it is not printable ASCII,
@@ -206,9 +233,9 @@ async fn decide_for(
     headers: &HeaderMap,
 ) -> Decision {
     let config = &state.settings.config;
-    let (own_amount, own_tier) = match config.price(&original.target) {
-        Price::Free => (0, None),
-        Price::Paid(t) => (t.amount, t.id.clone()),
+    let (own_amount, own_tier) = match price_of(config, original) {
+        Ok(price) => price,
+        Err(e) => return Decision::Refuse(e),
     };
     let (price, tier) = match required_amount(headers) {
         Some(required) if required > own_amount => (required, None),
@@ -377,6 +404,42 @@ mod tests {
 
         let o = original_request(&get, &"/auth".parse().unwrap(), &HeaderMap::new()).unwrap();
         assert_eq!((o.source, o.target.as_str()), ("none", "/"));
+    }
+
+    #[test]
+    fn disagreeing_sources_pay_the_higher_price_and_bad_authorities_are_refused() {
+        let config = CompiledConfig::from_json(
+            r#"{"mints":["http://m"],"free_paths":["/free"],"default_amount":10,
+                "tiers":[{"id":"premium","path_prefix":"/premium","amount":50}]}"#,
+        )
+        .unwrap();
+        let get = Method::GET;
+        let price = |uri: &str, pairs: &[(&str, &str)]| {
+            let o = original_request(&get, &uri.parse().unwrap(), &headers(pairs)).unwrap();
+            price_of(&config, &o)
+        };
+        assert_eq!(price("/auth/free", &[]), Ok((0, None)));
+        assert_eq!(
+            price("/auth/free", &[("x-forwarded-uri", "/premium/x")]),
+            Ok((50, Some("premium".into())))
+        );
+        assert_eq!(
+            price(
+                "/auth",
+                &[
+                    ("x-original-url", "http://h/free"),
+                    ("x-forwarded-uri", "/other")
+                ]
+            ),
+            Ok((10, None))
+        );
+        assert_eq!(
+            price("/auth", &[("x-original-url", "http://h/PREMIUM/../free")]),
+            Ok((50, Some("premium".into())))
+        );
+        let refused = price("/auth", &[("x-original-url", "http://x?/premium/r")]).unwrap_err();
+        assert_eq!(refused.code(), paygress_core::ErrorCode::MalformedRequest);
+        assert_eq!(refused.status(), 400);
     }
 
     #[test]

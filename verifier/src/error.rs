@@ -17,6 +17,10 @@ pub enum AuthError {
     /// redeemed: malformed, mint not accepted, unit, amount net of fees.
     #[error("{0}")]
     Precheck(Rejection),
+    /// The original request cannot be priced safely (its authority holds
+    /// `?`, `#`, `@`, `\` or whitespace).
+    #[error("malformed request: {0}")]
+    MalformedRequest(String),
     /// A token header could not be read (not ASCII, repeated, ...).
     #[error("malformed token header: {0}")]
     MalformedHeader(String),
@@ -49,6 +53,7 @@ impl AuthError {
         match self {
             AuthError::Precheck(r) => r.code,
             AuthError::MalformedHeader(_) => ErrorCode::MalformedToken,
+            AuthError::MalformedRequest(_) => ErrorCode::MalformedRequest,
             AuthError::AlreadySpent => ErrorCode::TokenAlreadySpent,
             AuthError::TokenInvalid(_) => ErrorCode::TokenInvalid,
             AuthError::ReceivedLess { .. } => ErrorCode::InsufficientAmount,
@@ -67,6 +72,7 @@ impl AuthError {
         match self {
             AuthError::Precheck(r) => r.message.clone(),
             AuthError::MalformedHeader(m) => m.clone(),
+            AuthError::MalformedRequest(m) => m.clone(),
             AuthError::AlreadySpent => "token already spent".into(),
             AuthError::TokenInvalid(m) => format!("token refused by the mint: {m}"),
             AuthError::ReceivedLess { received, price } => format!(

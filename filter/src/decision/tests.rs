@@ -260,6 +260,12 @@ fn paid_paths_without_a_token_get_their_tiers_402() {
         ("/", 1000, None),
         ("/free/../premium", 2000, Some("premium")),
         ("/free/%2e%2e/premium-plus", 5000, Some("premium-plus")),
+        // Every reading counts: as sent, case-folded.
+        ("/premium/../free/x", 2000, Some("premium")),
+        ("/premium/%2E%2E/free/x", 2000, Some("premium")),
+        ("/PREMIUM/x", 2000, Some("premium")),
+        ("/Premium-Plus", 5000, Some("premium-plus")),
+        ("/FREE", 1000, None),
     ] {
         let v = p.on_request_headers(&request(path, &[("x-payment-verified", "true")]));
         assert_eq!(v.counters, &[Counter::Challenged], "{path}");
@@ -279,6 +285,16 @@ fn paid_paths_without_a_token_get_their_tiers_402() {
     // An application's own bearer token is not a payment.
     let v = p.on_request_headers(&request("/premium", &[("authorization", "Bearer eyJ.x.y")]));
     assert_eq!(local_reply(&v).status, 402);
+}
+
+#[test]
+fn a_target_whose_authority_hides_the_path_is_refused() {
+    let p = plugin();
+    let v = p.on_request_headers(&request("http://x?/premium-plus/r", &[]));
+    assert_eq!(v.counters, &[Counter::Rejected]);
+    let r = local_reply(&v);
+    assert_eq!(r.status, 400);
+    assert_eq!(body_json(r)["code"], "malformed_request");
 }
 
 #[test]
