@@ -181,7 +181,7 @@ cat <<EOF
 ${bold}The stack stays up. Try:${reset}
   curl -i $GATEWAY/free/x
   curl -i $GATEWAY/premium-plus/x
-  $PAYGRESS pay --data-dir $DEMO/payer $GATEWAY/premium-plus/x
+  $PAYGRESS pay --data-dir $DEMO/payer --max-amount 5000 $GATEWAY/premium-plus/x
   curl -s http://127.0.0.1:$VERIFIER_PORT/metrics | grep ^paygress
   curl -s http://127.0.0.1:$ADMIN_PORT/stats/prometheus | grep paygress
 Ctrl-C stops everything the demo started.

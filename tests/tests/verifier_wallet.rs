@@ -2,13 +2,16 @@
 //! survives a restart, `wallet send` moves money to another wallet, a payer
 //! funds a wallet and pays with `paygress pay`, `token decode` shows no
 //! secret, a bad config stops the process naming the key, SIGTERM is graceful.
+//! `paygress pay` against a hostile 402: it refuses more than `--max-amount`
+//! (fees included), another unit or unknown mints without spending, and
+//! never sends the token to another origin than the one that asked for it.
 
 mod verifier_support;
 
 use std::os::unix::fs::PermissionsExt;
 
 use cdk::Amount;
-use paygress_tests::TestWallet;
+use paygress_tests::{TestMint, TestWallet};
 use serde_json::{json, Value};
 use verifier_support::*;
 
@@ -262,6 +265,423 @@ async fn a_payer_funds_a_wallet_and_pays_with_paygress_pay() {
         ),
         500 - PREMIUM_PLUS
     );
+}
+
+/// Funds a new payer wallet at `mint` with `wallet fund` (the fake
+/// Lightning backend pays the invoice); returns its temp dir and data dir.
+fn funded_payer(mint: &str, amount: u64) -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data_dir = dir.path().join("payer").display().to_string();
+    let out = run_paygress(
+        &[
+            "wallet",
+            "fund",
+            "--data-dir",
+            &data_dir,
+            "--mint",
+            mint,
+            "--amount",
+            &amount.to_string(),
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "{}", describe(&out));
+    assert_eq!(payer_balance(&data_dir, mint), amount);
+    (dir, data_dir)
+}
+
+fn payer_balance(data_dir: &str, mint: &str) -> u64 {
+    balance_at(
+        &paygress_ok(&["wallet", "balance", "--data-dir", data_dir]),
+        mint,
+    )
+}
+
+/// A request one of the two test sites saw.
+#[derive(Debug, Clone)]
+struct Seen {
+    site: &'static str,
+    path: String,
+    x_cashu: Option<String>,
+    authorization: Option<String>,
+}
+
+impl Seen {
+    /// Whether this request carried a Cashu token, in X-Cashu or in
+    /// Authorization.
+    fn carries_token(&self) -> bool {
+        self.x_cashu.is_some()
+            || self
+                .authorization
+                .as_deref()
+                .is_some_and(|a| a.to_ascii_lowercase().contains("cashu"))
+    }
+}
+
+#[derive(Debug)]
+struct SiteState {
+    site: &'static str,
+    /// The X-Cashu of the 402s (the payee site).
+    creq: String,
+    /// The base URL of the other site.
+    peer: String,
+    seen: std::sync::Arc<std::sync::Mutex<Vec<Seen>>>,
+}
+
+/// Two HTTP servers on two loopback ports, so two origins:
+///
+/// - the payee answers 402 with `creq` to an unpaid request, and to a paid
+///   one (any X-Cashu): `/paid` 200; `/paid-then-away-307` and
+///   `/paid-then-away-302` a redirect to the other origin's `/steal`;
+///   `/paid-then-here` a 307 to its own `/paid`;
+/// - the other origin answers `/start` with a 302 to the payee's `/paid`,
+///   anything else 200.
+///
+/// Every request is recorded with its X-Cashu and Authorization.
+#[derive(Debug)]
+struct Sites {
+    payee: String,
+    other: String,
+    seen: std::sync::Arc<std::sync::Mutex<Vec<Seen>>>,
+}
+
+impl Sites {
+    async fn start(creq: String) -> Self {
+        use axum::http::{HeaderMap, StatusCode, Uri};
+        use axum::response::IntoResponse;
+        use std::sync::{Arc, Mutex};
+
+        async fn handle(
+            axum::extract::State(state): axum::extract::State<Arc<SiteState>>,
+            uri: Uri,
+            headers: HeaderMap,
+        ) -> axum::response::Response {
+            let header = |name: &str| {
+                headers
+                    .get(name)
+                    .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+            };
+            let seen = Seen {
+                site: state.site,
+                path: uri.path().to_string(),
+                x_cashu: header("x-cashu"),
+                authorization: header("authorization"),
+            };
+            let paid = seen.x_cashu.is_some();
+            state.seen.lock().expect("seen").push(seen);
+            let redirect = |status: StatusCode, to: String| {
+                (status, [(axum::http::header::LOCATION, to)], "").into_response()
+            };
+            match (state.site, uri.path()) {
+                ("payee", _) if !paid => (
+                    StatusCode::PAYMENT_REQUIRED,
+                    [("x-cashu", state.creq.clone())],
+                    "pay me",
+                )
+                    .into_response(),
+                ("payee", "/paid") => (StatusCode::OK, "paid content").into_response(),
+                ("payee", "/paid-then-away-307") => redirect(
+                    StatusCode::TEMPORARY_REDIRECT,
+                    format!("{}/steal", state.peer),
+                ),
+                ("payee", "/paid-then-away-302") => {
+                    redirect(StatusCode::FOUND, format!("{}/steal", state.peer))
+                }
+                ("payee", "/paid-then-here") => {
+                    redirect(StatusCode::TEMPORARY_REDIRECT, "/paid".to_string())
+                }
+                ("other", "/start") => redirect(StatusCode::FOUND, format!("{}/paid", state.peer)),
+                _ => (StatusCode::OK, "other content").into_response(),
+            }
+        }
+
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let payee = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind the payee site");
+        let other = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind the other site");
+        let payee_url = format!("http://{}", payee.local_addr().expect("payee addr"));
+        let other_url = format!("http://{}", other.local_addr().expect("other addr"));
+        for (listener, site, peer) in [
+            (payee, "payee", other_url.clone()),
+            (other, "other", payee_url.clone()),
+        ] {
+            let state = Arc::new(SiteState {
+                site,
+                creq: creq.clone(),
+                peer,
+                seen: seen.clone(),
+            });
+            let app = axum::Router::new().fallback(handle).with_state(state);
+            tokio::spawn(async move {
+                if let Err(err) = axum::serve(listener, app).await {
+                    eprintln!("test site {site}: {err}");
+                }
+            });
+        }
+        Self {
+            payee: payee_url,
+            other: other_url,
+            seen,
+        }
+    }
+
+    fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().expect("seen").clone()
+    }
+
+    /// Panics if the other origin ever saw a token.
+    fn assert_other_saw_no_token(&self) {
+        let leaked: Vec<Seen> = self
+            .seen()
+            .into_iter()
+            .filter(|s| s.site == "other" && s.carries_token())
+            .collect();
+        assert!(
+            leaked.is_empty(),
+            "the token reached another origin: {leaked:?}"
+        );
+    }
+}
+
+fn creq(amount: u64, unit: &str, mints: &[String]) -> String {
+    paygress_core::payment_request::encode(amount, unit, mints).expect("creqA")
+}
+
+/// The finding: `paygress pay` paid whatever a 402 asked. Now a 402 asking
+/// more than `--max-amount` (1000 by default), another unit, or from a mint
+/// the wallet does not hold is refused, with a message, and nothing is spent.
+/// (The sites run in this process while the test thread waits for the
+/// command, hence the multi-threaded runtime.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paygress_pay_refuses_more_than_max_amount_and_spends_nothing() {
+    let mint = mint().await;
+    let url = mint.url();
+    let (_dir, payer) = funded_payer(&url, 2000);
+
+    // 1500 sat with the default limit of 1000: refused, nothing spent.
+    let sites = Sites::start(creq(1500, "sat", std::slice::from_ref(&url))).await;
+    let target = format!("{}/paid", sites.payee);
+    let out = run_paygress(&["pay", &target, "--data-dir", &payer], &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "{}", describe(&out));
+    assert!(
+        stderr.contains("asks 1500 sat")
+            && stderr.contains("limit of 1000 sat")
+            && stderr.contains("--max-amount"),
+        "{}",
+        describe(&out)
+    );
+    assert_eq!(payer_balance(&payer, &url), 2000);
+    assert!(
+        sites.seen().iter().all(|s| !s.carries_token()),
+        "{:?}",
+        sites.seen()
+    );
+
+    // A lower limit, by flag and by environment, names that limit.
+    let out = run_paygress(
+        &["pay", &target, "--data-dir", &payer, "--max-amount", "100"],
+        &[],
+    );
+    assert!(!out.status.success(), "{}", describe(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("asks 1500 sat, more than the limit of 100 sat"),
+        "{}",
+        describe(&out)
+    );
+    let out = run_paygress(
+        &["pay", &target, "--data-dir", &payer],
+        &[("PAYGRESS_PAY_MAX_AMOUNT", "1499")],
+    );
+    assert!(!out.status.success(), "{}", describe(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("limit of 1499 sat"),
+        "{}",
+        describe(&out)
+    );
+    assert_eq!(payer_balance(&payer, &url), 2000);
+
+    // Another unit than the wallet's, or only mints it holds nothing at:
+    // refused, nothing spent.
+    let usd = Sites::start(creq(10, "usd", std::slice::from_ref(&url))).await;
+    let out = run_paygress(
+        &["pay", &format!("{}/paid", usd.payee), "--data-dir", &payer],
+        &[],
+    );
+    assert!(!out.status.success(), "{}", describe(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("asks for usd, but this wallet pays in sat"),
+        "{}",
+        describe(&out)
+    );
+    let elsewhere = Sites::start(creq(10, "sat", &["http://127.0.0.1:9".to_string()])).await;
+    let out = run_paygress(
+        &[
+            "pay",
+            &format!("{}/paid", elsewhere.payee),
+            "--data-dir",
+            &payer,
+        ],
+        &[],
+    );
+    assert!(!out.status.success(), "{}", describe(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("none of the mints the 402 accepts (http://127.0.0.1:9)"),
+        "{}",
+        describe(&out)
+    );
+    assert_eq!(payer_balance(&payer, &url), 2000);
+
+    // Up to the limit it pays: the limit is inclusive.
+    let out = run_paygress(
+        &["pay", &target, "--data-dir", &payer, "--max-amount", "1500"],
+        &[],
+    );
+    assert!(out.status.success(), "{}", describe(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).starts_with("HTTP 200"),
+        "{}",
+        describe(&out)
+    );
+    assert_eq!(payer_balance(&payer, &url), 500);
+}
+
+/// The mint's input fee counts toward `--max-amount`: a payment whose token
+/// and swap fees would take the wallet over the limit is refused after the
+/// fee is known, its proofs released, and nothing is spent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paygress_pay_counts_the_mint_fee_toward_max_amount() {
+    let mint = TestMint::start(paygress_tests::MintOptions::with_input_fee_ppk(1000)).await;
+    let url = mint.url();
+    let (_dir, payer) = funded_payer(&url, 100);
+    let sites = Sites::start(creq(10, "sat", std::slice::from_ref(&url))).await;
+    let target = format!("{}/paid", sites.payee);
+
+    let out = run_paygress(
+        &["pay", &target, "--data-dir", &payer, "--max-amount", "10"],
+        &[],
+    );
+    assert!(!out.status.success(), "{}", describe(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("asks 10 sat, and with the mint's fee")
+            && stderr.contains("limit of 10 sat")
+            && stderr.contains("--max-amount"),
+        "{}",
+        describe(&out)
+    );
+    assert_eq!(payer_balance(&payer, &url), 100);
+    let balance = paygress_ok(&["wallet", "balance", "--data-dir", &payer]);
+    assert_eq!(pending_at(&balance, &url), 0, "{balance}");
+    assert!(sites.seen().iter().all(|s| !s.carries_token()));
+
+    let out = run_paygress(
+        &["pay", &target, "--data-dir", &payer, "--max-amount", "30"],
+        &[],
+    );
+    assert!(out.status.success(), "{}", describe(&out));
+    let spent = 100 - payer_balance(&payer, &url);
+    assert!(
+        (11..=30).contains(&spent),
+        "spent {spent}: {}",
+        describe(&out)
+    );
+}
+
+/// The finding: the paid retry followed redirects with X-Cashu to any host.
+/// Now the token goes only to the origin that answered 402: a redirect of
+/// the paid request to another origin (another port here) is not followed,
+/// one within the origin is; and when the unpaid request was redirected to
+/// the payee, the token goes to the payee directly, not back through the
+/// first origin, with that origin's credentials dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paygress_pay_sends_the_token_only_to_the_origin_that_asked() {
+    let mint = mint().await;
+    let url = mint.url();
+    let (_dir, payer) = funded_payer(&url, 100);
+    let sites = Sites::start(creq(10, "sat", std::slice::from_ref(&url))).await;
+
+    // The paid request is answered with a redirect to another origin.
+    for (path, status) in [
+        ("/paid-then-away-307", "HTTP 307"),
+        ("/paid-then-away-302", "HTTP 302"),
+    ] {
+        let out = run_paygress(
+            &[
+                "pay",
+                &format!("{}{path}", sites.payee),
+                "--data-dir",
+                &payer,
+            ],
+            &[],
+        );
+        sites.assert_other_saw_no_token();
+        assert!(!out.status.success(), "{path}: {}", describe(&out));
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(stdout.starts_with(status), "{path}: {}", describe(&out));
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("not following the redirect"),
+            "{path}: {}",
+            describe(&out)
+        );
+    }
+
+    // The first origin redirects the unpaid request to the payee: the paid
+    // request goes to the payee, and the first origin's Authorization does not.
+    let out = run_paygress(
+        &[
+            "pay",
+            &format!("{}/start", sites.other),
+            "--data-dir",
+            &payer,
+            "-H",
+            "Authorization: Bearer for-the-first-origin",
+        ],
+        &[],
+    );
+    sites.assert_other_saw_no_token();
+    assert!(out.status.success(), "{}", describe(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).starts_with("HTTP 200"),
+        "{}",
+        describe(&out)
+    );
+    let seen = sites.seen();
+    assert!(
+        seen.iter()
+            .filter(|s| s.site == "payee")
+            .all(|s| s.authorization.is_none()),
+        "{seen:?}"
+    );
+    assert!(
+        seen.iter()
+            .any(|s| s.site == "payee" && s.path == "/paid" && s.x_cashu.is_some()),
+        "{seen:?}"
+    );
+
+    // A redirect within the payee's origin is followed with the token.
+    let out = run_paygress(
+        &[
+            "pay",
+            &format!("{}/paid-then-here", sites.payee),
+            "--data-dir",
+            &payer,
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "{}", describe(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("paid content"),
+        "{}",
+        describe(&out)
+    );
+    sites.assert_other_saw_no_token();
+    assert_eq!(payer_balance(&payer, &url), 100 - 4 * 10);
 }
 
 #[test]

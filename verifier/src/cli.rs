@@ -7,7 +7,7 @@
 //! paygress wallet melt    [--data-dir DIR] --mint URL --invoice BOLT11
 //! paygress wallet fund    [--data-dir DIR] --mint URL --amount N
 //! paygress token decode TOKEN
-//! paygress pay URL [--data-dir DIR]
+//! paygress pay URL [--data-dir DIR] [--max-amount N] [--unit UNIT] [-H 'Name: value'] [-X METHOD]
 //! ```
 
 use std::net::SocketAddr;
@@ -96,6 +96,21 @@ pub enum WalletCommand {
         #[arg(long, default_value = "sat")]
         unit: String,
     },
+    /// Recovers from MINT, with the mnemonic, the proofs a replica derived
+    /// (NUT-13 restore) into this data dir's store; prints what it found.
+    Restore {
+        #[command(flatten)]
+        dir: DataDirArg,
+        #[arg(long)]
+        mint: String,
+        #[arg(long, default_value = "sat")]
+        unit: String,
+        /// The replica whose proofs to recover ("" for the mnemonic's own
+        /// seed); default: this data dir's replica. Each data dir lists the
+        /// ids it used in its `replica` file.
+        #[arg(long)]
+        replica_id: Option<String>,
+    },
     /// Asks MINT for an invoice of AMOUNT, prints it, waits until it is paid and mints.
     Fund {
         #[command(flatten)]
@@ -122,16 +137,58 @@ pub enum TokenCommand {
     },
 }
 
+// `paygress pay`: what to request and how much it may spend. (No doc
+// comment: it would replace the command's `about`.)
 #[derive(Debug, Args)]
+#[command(after_help = PAY_AFTER_HELP)]
 pub struct PayArgs {
     /// The URL to request.
     pub url: String,
     #[command(flatten)]
     pub dir: DataDirArg,
-    /// Extra request headers, `Name: value`.
-    #[arg(long = "header", short = 'H')]
-    pub headers: Vec<String>,
+    /// The extra request headers and the spending limits.
+    #[command(flatten)]
+    pub options: PayOptions,
     /// The request method.
     #[arg(long, short = 'X', default_value = "GET")]
     pub method: String,
 }
+
+/// The options of `paygress pay` besides the URL, the data dir and the method.
+#[derive(Debug, Clone, Args)]
+pub struct PayOptions {
+    /// Extra request headers, `Name: value`. The credentials among them
+    /// (Authorization, Proxy-Authorization, Cookie, X-Cashu, any value holding
+    /// a Cashu token) are dropped when a redirect leads to another origin.
+    #[arg(long = "header", short = 'H')]
+    pub headers: Vec<String>,
+    /// The most one payment may take from the wallet, in --unit, the mint's
+    /// input fees included. A 402 asking more is refused and nothing is spent.
+    #[arg(
+        long,
+        env = "PAYGRESS_PAY_MAX_AMOUNT",
+        default_value_t = crate::commands::pay::DEFAULT_MAX_AMOUNT
+    )]
+    pub max_amount: u64,
+    /// The unit the wallet pays in; a 402 asking for another unit is refused.
+    #[arg(long, default_value = "sat")]
+    pub unit: String,
+}
+
+const PAY_AFTER_HELP: &str = "\
+Requests URL. On 402 Payment Required with a NUT-18 payment request in X-Cashu
+(NUT-24), pays it from the wallet in --data-dir: retries, once, the URL that
+answered 402 with `X-Cashu: <cashuB token>`. Prints the final status, headers
+and body. Exits 0 on a 2xx answer, 1 otherwise.
+
+Nothing is spent, and the command exits 1, when the 402 asks for more than
+--max-amount (input fees included), for another unit than --unit, for no
+amount, with no mint, from no mint this wallet holds enough at, or with a
+NUT-10 locking condition.
+
+Redirects: the unpaid request follows up to 10 redirects; one to another
+origin (scheme, host, port) drops the credential headers. The token goes only
+to the origin that answered 402: the paid request is sent to the URL that
+answered 402, follows redirects within that origin only, and stops at a
+redirect to another origin, which is printed and not followed (exit 1; the
+token is printed on stderr in case the server did not redeem it).";

@@ -88,6 +88,12 @@ async fn run(cli: Cli) -> ExitCode {
                     invoice,
                     unit,
                 } => wallet_cmd::melt(&dir.data_dir, &mint, &unit, &invoice).await,
+                WalletCommand::Restore {
+                    dir,
+                    mint,
+                    unit,
+                    replica_id,
+                } => wallet_cmd::restore(&dir.data_dir, &mint, &unit, replica_id.as_deref()).await,
                 WalletCommand::Fund {
                     dir,
                     mint,
@@ -124,7 +130,7 @@ async fn run(cli: Cli) -> ExitCode {
             print_result(token_cmd::decode_any(&token).map_err(anyhow::Error::from))
         }
         Command::Pay(args) => {
-            match pay::pay(&args.url, &args.dir.data_dir, &args.method, &args.headers).await {
+            match pay::pay(&args.url, &args.dir.data_dir, &args.method, &args.options).await {
                 Ok(outcome) => {
                     print!("{}", outcome.printed);
                     if (200..300).contains(&outcome.status) {

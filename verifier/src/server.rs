@@ -194,7 +194,16 @@ pub async fn build_state(
     env_mnemonic: Option<&str>,
 ) -> Result<Arc<AppState>, ServeError> {
     let (seed, origin) = seed::load_or_create(data_dir, env_mnemonic)?;
-    tracing::info!(data_dir = %data_dir.display(), seed = ?origin, "wallet seed");
+    let replica = seed::replica_from_env(data_dir)?;
+    tracing::info!(
+        data_dir = %data_dir.display(),
+        seed = ?origin,
+        replica = %replica.id,
+        replica_from = replica.origin,
+        replica_history = ?replica.history,
+        "wallet seed"
+    );
+    let seed = seed::replica_seed(&seed, &replica.id);
     let wallets = Wallets::open(
         data_dir,
         &settings.config.mints,

@@ -1,20 +1,48 @@
 //! `paygress pay URL`: a client that pays. Requests URL; on a 402 carrying a
-//! NUT-18 payment request in `X-Cashu`, picks an accepted mint the wallet
-//! holds, sends a cashuB token of the asked amount (plus the mint's input
-//! fee, since the request's amount is net of fees) in `X-Cashu`, and retries
-//! once. Prints the final status, headers and body.
+//! NUT-18 payment request in `X-Cashu` (NUT-24), checks what it asks against
+//! the payer's limits, picks an accepted mint the wallet holds, sends a
+//! cashuB token of the asked amount (plus the mint's input fee, since the
+//! request's amount is net of fees) in `X-Cashu` to the URL that answered
+//! 402, and retries once. Prints the final status, headers and body.
+//!
+//! What it refuses, before anything is spent: an amount above
+//! `--max-amount` (fees included), another unit than `--unit`, a request
+//! without amount, unit or mints (NUT-24 requires all three), a NUT-10
+//! locking condition, and a request none of whose mints the wallet holds
+//! enough at.
+//!
+//! Where the token goes: only to the origin (scheme, host, port) that
+//! answered 402. Redirects are followed by hand (the client's own policy is
+//! `none`): the unpaid request follows them across origins but drops its
+//! credential headers when it leaves one; the paid request follows them
+//! within the 402's origin only and stops at a redirect to another origin,
+//! which is printed, not followed.
 
 use std::path::Path;
 use std::str::FromStr;
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{Context, Result};
 use cdk::cdk_database::WalletDatabase as _;
 use cdk::nuts::{CurrencyUnit, PaymentRequest, State};
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use cdk::wallet::SendOptions;
+use cdk::Amount;
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue, LOCATION};
+use reqwest::{Method, StatusCode, Url};
+use thiserror::Error;
 
-use crate::commands::wallet_cmd::{open_wallet, send_token};
+use crate::cli::PayOptions;
+use crate::commands::wallet_cmd::open_wallet;
 use crate::ids;
 use crate::wallet::{open_store, STORE_FILE};
+
+/// The default of `--max-amount`: 1000 in the wallet's unit (1000 sat by
+/// default). It is Paygress's own default price (`default_amount`) and the
+/// demo's `/premium` tier, so ordinary paid paths go through, while a
+/// hostile or mistaken 402 can take at most that much per run.
+pub const DEFAULT_MAX_AMOUNT: u64 = 1000;
+
+/// How many redirects one request follows.
+pub const MAX_REDIRECTS: usize = 10;
 
 /// What `pay` got back.
 #[derive(Debug)]
@@ -22,72 +50,203 @@ pub struct PayOutcome {
     pub status: u16,
     /// Status line, headers, blank line, body.
     pub printed: String,
-    /// The amount paid (face value of the token sent), if a payment was made.
+    /// What left the wallet (the asked amount plus the mint's fees), if a
+    /// payment was made.
     pub paid: Option<u64>,
 }
 
-/// Runs `pay`.
-pub async fn pay(url: &str, data_dir: &Path, method: &str, extra: &[String]) -> Result<PayOutcome> {
+/// Why `pay` did not pay, or could not get an answer. Every refusal here is
+/// decided before anything is spent.
+#[derive(Debug, Error)]
+pub enum PayError {
+    #[error("invalid method {0:?}")]
+    Method(String),
+    #[error("invalid URL {url:?}: {reason}")]
+    Url { url: String, reason: String },
+    #[error("header {0:?} is not `Name: value`")]
+    Header(String),
+    #[error("{url} answered 402 without an X-Cashu payment request")]
+    NoPaymentRequest { url: String },
+    #[error("the X-Cashu payment request cannot be decoded: {0}")]
+    BadPaymentRequest(String),
+    #[error("the payment request names no amount; nothing was paid")]
+    NoAmount,
+    #[error("the payment request asks for 0; nothing was paid")]
+    ZeroAmount,
+    #[error("the payment request names no unit (NUT-24 requires one); nothing was paid")]
+    NoUnit,
+    #[error("the payment request names no mint (NUT-24 requires at least one); nothing was paid")]
+    NoMints,
+    #[error(
+        "the payment request asks for {unit}, but this wallet pays in {wallet_unit}; \
+         nothing was paid (choose the unit with --unit)"
+    )]
+    UnitMismatch { unit: String, wallet_unit: String },
+    #[error(
+        "the payment request asks for proofs locked by a NUT-10 condition, which `paygress pay` \
+         cannot make; nothing was paid"
+    )]
+    LockingCondition,
+    #[error(
+        "the 402 asks {asked} {unit}, more than the limit of {limit} {unit}; nothing was paid \
+         (raise the limit with --max-amount or PAYGRESS_PAY_MAX_AMOUNT)"
+    )]
+    OverLimit {
+        asked: u64,
+        unit: String,
+        limit: u64,
+    },
+    #[error(
+        "the 402 asks {asked} {unit}, and with the mint's fee of {fee} {unit} the payment would \
+         take {total} {unit}, more than the limit of {limit} {unit}; nothing was paid \
+         (raise the limit with --max-amount or PAYGRESS_PAY_MAX_AMOUNT)"
+    )]
+    OverLimitWithFee {
+        asked: u64,
+        fee: u64,
+        total: u64,
+        unit: String,
+        limit: u64,
+    },
+    #[error("no wallet in {0}; fund one with `paygress wallet fund`")]
+    NoWallet(String),
+    #[error(
+        "none of the mints the 402 accepts ({accepted}) is one this wallet holds {unit} at \
+         (it holds: {held}); nothing was paid"
+    )]
+    NoAcceptedMint {
+        accepted: String,
+        unit: String,
+        held: String,
+    },
+    #[error(
+        "the 402 asks {asked} {unit}, but this wallet holds only {held} at the accepted mints \
+         ({accepted}); nothing was paid"
+    )]
+    InsufficientFunds {
+        asked: u64,
+        unit: String,
+        held: String,
+        accepted: String,
+    },
+    #[error("{url} redirects to {location:?}, which is not an http(s) URL")]
+    BadRedirect { url: String, location: String },
+    #[error("more than {MAX_REDIRECTS} redirects from {0}")]
+    TooManyRedirects(String),
+}
+
+/// Runs `pay`: requests `url` with `method` and `options.headers`; on 402,
+/// pays within `options`' limits from the wallet in `data_dir`.
+pub async fn pay(
+    url: &str,
+    data_dir: &Path,
+    method: &str,
+    options: &PayOptions,
+) -> Result<PayOutcome> {
+    // Redirects are followed by hand (`send_following`), so that a token or
+    // a credential never follows one to another origin.
     let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
         .build()
         .context("building the HTTP client")?;
-    let method = reqwest::Method::from_str(&method.to_ascii_uppercase())
-        .map_err(|_| anyhow!("invalid method {method:?}"))?;
-    let headers = parse_headers(extra)?;
+    let method = Method::from_str(&method.to_ascii_uppercase())
+        .map_err(|_| PayError::Method(method.to_string()))?;
+    let headers = parse_headers(&options.headers)?;
+    let start = Url::parse(url).map_err(|e| PayError::Url {
+        url: url.to_string(),
+        reason: e.to_string(),
+    })?;
+    let wallet_unit = canonical_unit(&options.unit);
 
-    let first = client
-        .request(method.clone(), url)
-        .headers(headers.clone())
-        .send()
-        .await
-        .with_context(|| format!("requesting {url}"))?;
-    if first.status().as_u16() != 402 {
-        return print(first, None).await;
+    let first = send_following(
+        &client,
+        method,
+        start,
+        headers,
+        CrossOrigin::DropCredentials,
+    )
+    .await
+    .with_context(|| format!("requesting {url}"))?;
+    if first.response.status() != StatusCode::PAYMENT_REQUIRED {
+        return print(first.response, None).await;
     }
+    // The origin that asked for the payment, and the headers as they
+    // reached it (credentials already dropped if a redirect left the URL's
+    // origin): the paid request goes there, and only there.
+    let payee = first.url.clone();
     let creq = first
+        .response
         .headers()
         .get("x-cashu")
         .and_then(|v| v.to_str().ok())
-        .ok_or_else(|| anyhow!("402 without an X-Cashu payment request"))?
+        .ok_or_else(|| PayError::NoPaymentRequest {
+            url: payee.to_string(),
+        })?
         .to_string();
-    let request = PaymentRequest::from_str(creq.trim())
-        .map_err(|e| anyhow!("the X-Cashu payment request cannot be decoded: {e}"))?;
-    let amount = request
-        .amount
-        .map(u64::from)
-        .ok_or_else(|| anyhow!("the payment request names no amount"))?;
-    let unit = request
-        .unit
-        .clone()
-        .unwrap_or(CurrencyUnit::Sat)
-        .to_string();
-    let accepted: Vec<String> = request
-        .mints
-        .iter()
-        .filter_map(|m| paygress_core::mint_url::normalize(&m.to_string()).ok())
-        .collect();
+    let asked = check_request(&creq, &wallet_unit, options.max_amount)?;
 
-    let mint = pick_mint(data_dir, &accepted, &unit, amount).await?;
-    let wallet = open_wallet(data_dir, &mint, &unit, false).await?;
-    let token = send_token(&wallet, amount, true).await?;
+    let mint = pick_mint(data_dir, &asked.mints, &wallet_unit, asked.amount).await?;
+    let wallet = open_wallet(data_dir, &mint, &wallet_unit, false).await?;
+    let send = SendOptions {
+        include_fee: true,
+        ..SendOptions::default()
+    };
+    let prepared = wallet
+        .wallet
+        .prepare_send(Amount::from(asked.amount), send)
+        .await
+        .with_context(|| format!("cannot send {} from {mint}", asked.amount))?;
+    let fee = u64::from(prepared.fee());
+    let total = asked.amount.saturating_add(fee);
+    if total > options.max_amount {
+        prepared
+            .cancel()
+            .await
+            .context("releasing the proofs of the refused payment")?;
+        return Err(PayError::OverLimitWithFee {
+            asked: asked.amount,
+            fee,
+            total,
+            unit: wallet_unit,
+            limit: options.max_amount,
+        }
+        .into());
+    }
+    let token = prepared
+        .confirm(None)
+        .await
+        .context("confirming the send")?
+        .to_string();
     eprintln!(
-        "paygress pay: paying {amount} {unit} from {mint} (token {})",
+        "paygress pay: paying {} {wallet_unit} (fee {fee}) from {mint} to {} (token {})",
+        asked.amount,
+        origin_of(&payee),
         ids::log_id_of_str(&token)
     );
-    let mut retry_headers = headers;
+    let mut retry_headers = first.headers;
     retry_headers.insert(
         HeaderName::from_static("x-cashu"),
         HeaderValue::from_str(&token).context("the token is not a header value")?,
     );
-    let second = client
-        .request(method, url)
-        .headers(retry_headers)
-        .send()
-        .await;
+    let second = send_following(
+        &client,
+        first.method,
+        payee,
+        retry_headers,
+        CrossOrigin::Stop,
+    )
+    .await;
     match second {
-        Ok(resp) => {
-            let ok = resp.status().is_success();
-            let outcome = print(resp, Some(amount)).await?;
+        Ok(answer) => {
+            let ok = answer.response.status().is_success();
+            if let Some(to) = &answer.stopped_at {
+                eprintln!(
+                    "paygress pay: not following the redirect to {to}: the token goes only to {}, \
+                     which asked for it",
+                    origin_of(&answer.url)
+                );
+            }
+            let outcome = print(answer.response, Some(total)).await?;
             if !ok {
                 eprintln!(
                     "paygress pay: the payment was refused; if the token was not redeemed, \
@@ -97,14 +256,74 @@ pub async fn pay(url: &str, data_dir: &Path, method: &str, extra: &[String]) -> 
             Ok(outcome)
         }
         Err(e) => {
-            eprintln!("paygress pay: the paid request failed ({e}); the token, which may still be yours:\n{token}");
-            Err(e.into())
+            eprintln!(
+                "paygress pay: the paid request failed ({e:#}); the token, which may still be \
+                 yours:\n{token}"
+            );
+            Err(e)
         }
     }
 }
 
+/// What a payment request asks, once checked against the payer's limits.
+#[derive(Debug)]
+struct Asked {
+    amount: u64,
+    /// The accepted mints, normalised; never empty.
+    mints: Vec<String>,
+}
+
+/// Decodes `creq` and refuses what this wallet must not pay: no amount, no
+/// unit or another one than `wallet_unit`, no mint, a locking condition, or
+/// more than `max_amount`.
+fn check_request(creq: &str, wallet_unit: &str, max_amount: u64) -> Result<Asked, PayError> {
+    let request = PaymentRequest::from_str(creq.trim())
+        .map_err(|e| PayError::BadPaymentRequest(e.to_string()))?;
+    let amount = request.amount.map(u64::from).ok_or(PayError::NoAmount)?;
+    let unit = request.unit.as_ref().ok_or(PayError::NoUnit)?.to_string();
+    if unit != wallet_unit {
+        return Err(PayError::UnitMismatch {
+            unit,
+            wallet_unit: wallet_unit.to_string(),
+        });
+    }
+    if request.nut10.is_some() {
+        return Err(PayError::LockingCondition);
+    }
+    if amount == 0 {
+        return Err(PayError::ZeroAmount);
+    }
+    if amount > max_amount {
+        return Err(PayError::OverLimit {
+            asked: amount,
+            unit,
+            limit: max_amount,
+        });
+    }
+    let mut mints: Vec<String> = Vec::new();
+    for m in &request.mints {
+        if let Ok(m) = paygress_core::mint_url::normalize(&m.to_string()) {
+            if !mints.contains(&m) {
+                mints.push(m);
+            }
+        }
+    }
+    if mints.is_empty() {
+        return Err(PayError::NoMints);
+    }
+    Ok(Asked { amount, mints })
+}
+
+/// A unit as cdk writes it (lower case), for comparisons.
+fn canonical_unit(unit: &str) -> String {
+    match CurrencyUnit::from_str(unit) {
+        Ok(u) => u.to_string(),
+        Err(_) => unit.trim().to_ascii_lowercase(),
+    }
+}
+
 /// The first accepted mint (in the request's order) whose unspent balance
-/// in the wallet covers the amount; any mint when the request names none.
+/// in the wallet covers the amount.
 async fn pick_mint(
     data_dir: &Path,
     accepted: &[String],
@@ -112,10 +331,7 @@ async fn pick_mint(
     amount: u64,
 ) -> Result<String> {
     if !data_dir.join(STORE_FILE).exists() {
-        bail!(
-            "no wallet in {}; fund one with `paygress wallet fund`",
-            data_dir.display()
-        );
+        return Err(PayError::NoWallet(data_dir.display().to_string()).into());
     }
     let store = open_store(data_dir).await?;
     let proofs = store
@@ -133,29 +349,166 @@ async fn pick_mint(
             None => balances.push((mint, amount)),
         }
     }
-    let candidates: Vec<&(String, u64)> = if accepted.is_empty() {
-        balances.iter().collect()
-    } else {
-        accepted
-            .iter()
-            .filter_map(|a| balances.iter().find(|(m, _)| m == a))
-            .collect()
+    let candidates: Vec<&(String, u64)> = accepted
+        .iter()
+        .filter_map(|a| balances.iter().find(|(m, _)| m == a))
+        .collect();
+    let list = |items: &[&(String, u64)]| {
+        if items.is_empty() {
+            "nothing".to_string()
+        } else {
+            items
+                .iter()
+                .map(|(m, b)| format!("{b} at {m}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        }
     };
-    candidates
-        .into_iter()
-        .find(|(_, b)| *b >= amount)
-        .map(|(m, _)| m.clone())
-        .ok_or_else(|| {
-            anyhow!(
-                "no accepted mint ({}) holds {amount} {unit} in this wallet (it holds: {})",
-                accepted.join(", "),
-                balances
-                    .iter()
-                    .map(|(m, b)| format!("{m}={b}"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )
-        })
+    if candidates.is_empty() {
+        return Err(PayError::NoAcceptedMint {
+            accepted: accepted.join(", "),
+            unit: unit.to_string(),
+            held: list(&balances.iter().collect::<Vec<_>>()),
+        }
+        .into());
+    }
+    match candidates.iter().find(|(_, b)| *b >= amount) {
+        Some((m, _)) => Ok(m.clone()),
+        None => Err(PayError::InsufficientFunds {
+            asked: amount,
+            unit: unit.to_string(),
+            held: list(&candidates),
+            accepted: accepted.join(", "),
+        }
+        .into()),
+    }
+}
+
+/// What to do with a redirect to another origin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CrossOrigin {
+    /// Follow it without the credential headers (the unpaid request).
+    DropCredentials,
+    /// Do not follow it: the answer is the redirect (the paid request).
+    Stop,
+}
+
+/// The last answer of a request and its redirects.
+#[derive(Debug)]
+struct Followed {
+    response: reqwest::Response,
+    /// The URL that gave `response`.
+    url: Url,
+    /// The method and headers the last request was sent with.
+    method: Method,
+    headers: HeaderMap,
+    /// The origin of a redirect not followed ([`CrossOrigin::Stop`]).
+    stopped_at: Option<String>,
+}
+
+/// Sends the request and follows up to [`MAX_REDIRECTS`] redirects, never
+/// carrying a credential header to another origin than the one it was
+/// given for.
+async fn send_following(
+    client: &reqwest::Client,
+    mut method: Method,
+    mut url: Url,
+    mut headers: HeaderMap,
+    cross_origin: CrossOrigin,
+) -> Result<Followed> {
+    let mut hops = 0;
+    loop {
+        let response = client
+            .request(method.clone(), url.clone())
+            .headers(headers.clone())
+            .send()
+            .await
+            .with_context(|| format!("requesting {url}"))?;
+        let status = response.status();
+        let is_redirect = matches!(
+            status,
+            StatusCode::MOVED_PERMANENTLY
+                | StatusCode::FOUND
+                | StatusCode::SEE_OTHER
+                | StatusCode::TEMPORARY_REDIRECT
+                | StatusCode::PERMANENT_REDIRECT
+        );
+        let location = response
+            .headers()
+            .get(LOCATION)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+        let (true, Some(location)) = (is_redirect, location) else {
+            return Ok(Followed {
+                response,
+                url,
+                method,
+                headers,
+                stopped_at: None,
+            });
+        };
+        let next = url
+            .join(location.trim())
+            .ok()
+            .filter(|n| matches!(n.scheme(), "http" | "https"))
+            .ok_or_else(|| PayError::BadRedirect {
+                url: url.to_string(),
+                location: location.clone(),
+            })?;
+        if next.origin() != url.origin() {
+            match cross_origin {
+                CrossOrigin::Stop => {
+                    return Ok(Followed {
+                        response,
+                        stopped_at: Some(origin_of(&next)),
+                        url,
+                        method,
+                        headers,
+                    })
+                }
+                CrossOrigin::DropCredentials => drop_credentials(&mut headers),
+            }
+        }
+        hops += 1;
+        if hops > MAX_REDIRECTS {
+            return Err(PayError::TooManyRedirects(url.to_string()).into());
+        }
+        // As browsers and reqwest do: 303 always, and 301/302 after a POST,
+        // become a GET (there is never a body to carry here).
+        let to_get = (status == StatusCode::SEE_OTHER && method != Method::HEAD)
+            || (matches!(status, StatusCode::MOVED_PERMANENTLY | StatusCode::FOUND)
+                && method == Method::POST);
+        if to_get {
+            method = Method::GET;
+        }
+        url = next;
+    }
+}
+
+/// Removes the headers that must not reach another origin: credentials,
+/// and anything carrying a Cashu token.
+fn drop_credentials(headers: &mut HeaderMap) {
+    let names: Vec<HeaderName> = headers
+        .iter()
+        .filter(|(name, value)| is_credential(name, value))
+        .map(|(name, _)| name.clone())
+        .collect();
+    for name in names {
+        headers.remove(&name);
+    }
+}
+
+fn is_credential(name: &HeaderName, value: &HeaderValue) -> bool {
+    const NAMES: [&str; 4] = ["authorization", "proxy-authorization", "cookie", "x-cashu"];
+    if NAMES.contains(&name.as_str()) {
+        return true;
+    }
+    let value = String::from_utf8_lossy(value.as_bytes()).to_ascii_lowercase();
+    value.contains("cashua") || value.contains("cashub")
+}
+
+/// `scheme://host[:port]` of a URL, for messages.
+fn origin_of(url: &Url) -> String {
+    url.origin().ascii_serialization()
 }
 
 fn parse_headers(extra: &[String]) -> Result<HeaderMap> {
@@ -163,7 +516,7 @@ fn parse_headers(extra: &[String]) -> Result<HeaderMap> {
     for h in extra {
         let (name, value) = h
             .split_once(':')
-            .ok_or_else(|| anyhow!("header {h:?} is not `Name: value`"))?;
+            .ok_or_else(|| PayError::Header(h.clone()))?;
         map.append(
             HeaderName::from_str(name.trim()).with_context(|| format!("header name {name:?}"))?,
             HeaderValue::from_str(value.trim())
@@ -198,4 +551,91 @@ async fn print(resp: reqwest::Response, paid: Option<u64>) -> Result<PayOutcome>
         printed: out,
         paid,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn creq(amount: u64, unit: &str, mints: &[&str]) -> String {
+        let mints: Vec<String> = mints.iter().map(|m| (*m).to_string()).collect();
+        paygress_core::payment_request::encode(amount, unit, &mints).unwrap_or_default()
+    }
+
+    #[test]
+    fn a_request_over_the_limit_is_refused_naming_both_amounts_and_the_flag() {
+        let err = check_request(&creq(1500, "sat", &["http://m"]), "sat", 1000)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            err.contains("1500 sat") && err.contains("1000 sat") && err.contains("--max-amount"),
+            "{err}"
+        );
+        let ok = check_request(&creq(1000, "sat", &["http://m/"]), "sat", 1000);
+        assert_eq!(
+            ok.map(|a| (a.amount, a.mints)).ok(),
+            Some((1000, vec!["http://m".to_string()]))
+        );
+    }
+
+    #[test]
+    fn another_unit_no_mint_and_nothing_asked_are_refused() {
+        assert!(matches!(
+            check_request(
+                &creq(10, "usd", &["http://m"]),
+                &canonical_unit("SAT"),
+                1000
+            ),
+            Err(PayError::UnitMismatch { .. })
+        ));
+        assert!(check_request(
+            &creq(10, "USD", &["http://m"]),
+            &canonical_unit("usd"),
+            1000
+        )
+        .is_ok());
+        assert!(matches!(
+            check_request(&creq(10, "sat", &[]), "sat", 1000),
+            Err(PayError::NoMints)
+        ));
+        assert!(matches!(
+            check_request(&creq(0, "sat", &["http://m"]), "sat", 1000),
+            Err(PayError::ZeroAmount)
+        ));
+        assert!(matches!(
+            check_request("creqAnotarequest", "sat", 1000),
+            Err(PayError::BadPaymentRequest(_))
+        ));
+    }
+
+    #[test]
+    fn credentials_and_tokens_are_dropped_other_headers_kept() {
+        let mut headers = HeaderMap::new();
+        for (name, value) in [
+            ("authorization", "Cashu cashuBxyz"),
+            ("proxy-authorization", "Basic abc"),
+            ("cookie", "a=b"),
+            ("x-cashu", "cashuBxyz"),
+            ("x-custom", "carries cashuAabc"),
+            ("accept", "application/json"),
+        ] {
+            headers.insert(
+                HeaderName::from_static(name),
+                HeaderValue::from_static(value),
+            );
+        }
+        drop_credentials(&mut headers);
+        let left: Vec<&str> = headers.keys().map(HeaderName::as_str).collect();
+        assert_eq!(left, vec!["accept"]);
+    }
+
+    #[test]
+    fn origins_differ_by_scheme_host_or_port() {
+        let parse = |u: &str| Url::parse(u).ok().map(|u| u.origin());
+        assert_eq!(parse("http://a:80/x"), parse("http://a/y"));
+        assert_ne!(parse("http://a/x"), parse("https://a/x"));
+        assert_ne!(parse("http://a:8080/"), parse("http://a:8081/"));
+        assert_ne!(parse("http://a/"), parse("http://b/"));
+    }
 }

@@ -45,6 +45,8 @@ pub async fn open_wallet(
         );
     }
     let (seed, _) = seed::load_or_create(data_dir, env.as_deref())?;
+    let replica = seed::replica_from_env(data_dir)?;
+    let seed = seed::replica_seed(&seed, &replica.id);
     let store = open_store(data_dir).await?;
     Ok(build_mint_wallet(&store, mint, unit, seed)?)
 }
@@ -138,6 +140,50 @@ pub async fn melt(data_dir: &Path, mint: &str, unit: &str, invoice: &str) -> Res
         "amount": u64::from(done.amount()),
         "fee_paid": u64::from(done.fee_paid()),
         "preimage": done.payment_proof(),
+    }))?)
+}
+
+/// `wallet restore`: recovers from the mint, with the mnemonic (the data
+/// dir's `seed` or `PAYGRESS_MNEMONIC`), every proof that the replica
+/// `replica_id` derived (NUT-13), into this data dir's store. Without an id,
+/// the data dir's own replica. Run it once per replica id that ever used the
+/// mnemonic (each data dir lists its ids in its `replica` file, and the
+/// verifier logs its id at start).
+pub async fn restore(
+    data_dir: &Path,
+    mint: &str,
+    unit: &str,
+    replica_id: Option<&str>,
+) -> Result<String> {
+    let env = std::env::var(seed::MNEMONIC_VAR)
+        .ok()
+        .filter(|v| !v.trim().is_empty());
+    if env.is_none() && !data_dir.join(seed::SEED_FILE).exists() {
+        bail!(
+            "no seed in {} and {} is not set: restoring needs the mnemonic",
+            data_dir.display(),
+            seed::MNEMONIC_VAR
+        );
+    }
+    let (base, _) = seed::load_or_create(data_dir, env.as_deref())?;
+    let id = match replica_id {
+        Some(id) => id.trim().to_string(),
+        None => seed::replica_from_env(data_dir)?.id,
+    };
+    let store = open_store(data_dir).await?;
+    let w = build_mint_wallet(&store, mint, unit, seed::replica_seed(&base, &id))?;
+    let restored = w
+        .wallet
+        .restore()
+        .await
+        .with_context(|| format!("restoring replica {id:?} from {}", w.url))?;
+    Ok(serde_json::to_string_pretty(&json!({
+        "mint": w.url,
+        "unit": unit,
+        "replica": id,
+        "unspent": u64::from(restored.unspent),
+        "spent": u64::from(restored.spent),
+        "pending": u64::from(restored.pending),
     }))?)
 }
 
