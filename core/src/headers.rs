@@ -16,6 +16,11 @@ pub const X_USER_ID: &str = "x-user-id";
 /// Set on a paid request going upstream when a pod was provisioned.
 pub const X_PROVISIONED_POD: &str = "x-provisioned-pod";
 
+/// The filter's callout: how many milliseconds the caller waits for the
+/// verifier's answer. The verifier begins no swap it could not finish in
+/// that time.
+pub const X_PAYGRESS_DEADLINE_MS: &str = "x-paygress-deadline-ms";
+
 /// A caller may raise (never lower) the price with this header.
 pub const X_REQUIRED_AMOUNT: &str = "x-required-amount";
 

@@ -298,6 +298,10 @@ impl Plugin {
                     .unwrap_or_else(|| "GET".into()),
             ),
             (h::X_REQUIRED_AMOUNT.into(), tier.amount.to_string()),
+            (
+                h::X_PAYGRESS_DEADLINE_MS.into(),
+                verifier.timeout_ms.to_string(),
+            ),
         ];
         if let Some(host) = request.first(":authority") {
             call_headers.push((h::X_FORWARDED_HOST.into(), host.into_owned()));
@@ -354,9 +358,13 @@ impl Plugin {
                 decision: Decision::LocalReply(self.relay(pending, status, &answer, response)),
                 counters: &[Counter::VerifierRefused],
             },
+            // The verifier answered: a mint it cannot reach, or a verifier
+            // too busy (with `Retry-After`), is relayed, not a failure.
             Some(503)
-                if relayable_body(response).and_then(body_code)
-                    == Some(ErrorCode::MintUnavailable) =>
+                if matches!(
+                    relayable_body(response).and_then(body_code),
+                    Some(ErrorCode::MintUnavailable | ErrorCode::VerifierUnavailable)
+                ) =>
             {
                 Verdict {
                     decision: Decision::LocalReply(self.relay(pending, 503, &answer, response)),

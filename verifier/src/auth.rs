@@ -14,6 +14,7 @@
 //!    price.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use axum::http::{HeaderMap, HeaderValue, Method, Uri};
 use paygress_core::extract::{self, FoundToken};
@@ -24,7 +25,7 @@ use paygress_core::{precheck, CompiledConfig, TokenLimits};
 use crate::error::AuthError;
 use crate::ids;
 use crate::server::AppState;
-use crate::wallet::{FeeError, MintWallet};
+use crate::wallet::{DleqError, FeeError, MintWallet};
 
 /// The longest `X-Original-URL` / `X-Forwarded-Uri` read, in bytes.
 pub const MAX_TARGET_LEN: usize = 8 * 1024;
@@ -255,7 +256,8 @@ async fn decide_for(
         }
         Err(e) => return Decision::Refuse(e),
     };
-    match pay(state, &raw, price, tier).await {
+    let deadline = Instant::now() + deadline_of(headers, state.settings.deadline);
+    match pay(state, &raw, price, tier, deadline).await {
         Ok(payment) => Decision::Allow(Grant {
             payment: Some(payment),
         }),
@@ -263,12 +265,31 @@ async fn decide_for(
     }
 }
 
-/// Checks and redeems a token for `price`.
+/// The deadline of an `/auth` request: what the caller says it waits
+/// (`X-Paygress-Deadline-Ms`, the filter's callout timeout), less a margin
+/// for the answer's way back, else the configured default.
+pub fn deadline_of(headers: &HeaderMap, default: Duration) -> Duration {
+    let named = headers
+        .get(h::X_PAYGRESS_DEADLINE_MS)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(|ms| Duration::from_millis(ms.min(600_000)));
+    match named {
+        Some(d) => {
+            let margin = (d / 10).max(Duration::from_millis(100));
+            d.saturating_sub(margin)
+        }
+        None => default,
+    }
+}
+
+/// Checks and redeems a token for `price`, within `deadline`.
 async fn pay(
     state: &Arc<AppState>,
     raw: &str,
     price: u64,
     tier: Option<String>,
+    deadline: Instant,
 ) -> Result<Payment, AuthError> {
     let config = &state.settings.config;
     let token = precheck::decode(raw, &TokenLimits::default()).map_err(AuthError::Precheck)?;
@@ -280,27 +301,49 @@ async fn pay(
     if state.is_draining() {
         return Err(AuthError::ShuttingDown);
     }
-    let fee = input_fee(state, &mint, &token).await?;
+    let fee = input_fee(state, &mint, &token, deadline).await?;
     precheck::precheck(&token, config, price, fee).map_err(AuthError::Precheck)?;
+    let canonical = crate::redeem::canonical_token(raw);
+    match mint.check_dleq(&canonical).await {
+        Ok(()) => {}
+        Err(DleqError::Invalid) => return Err(AuthError::DleqInvalid),
+        Err(e) => return Err(AuthError::TokenInvalid(e.to_string())),
+    }
+    let slot = state.redeemer.try_slot()?;
 
     let user_id = ids::user_id(&token);
     let mint_url = mint.url.clone();
     let task_state = state.clone();
     let task_raw = raw.to_string();
-    // The redemption runs as its own task: a client that hangs up does not
-    // cancel a swap half-way, and shutdown waits for it.
+    let task_token = token.clone();
+    let task_mint = mint.clone();
+    // The redemption runs as its own task: a client that hangs up, or a
+    // deadline that passes, does not cancel a swap half-way (its outcome
+    // goes to the ledger), and shutdown waits for it.
     let task = state.tracker.spawn(async move {
+        let _slot = slot;
         task_state
             .redeemer
-            .redeem(&mint, &task_raw, &token, price)
+            .redeem(&task_mint, &task_raw, &task_token, deadline)
             .await
     });
-    let amount = match task.await {
-        Ok(result) => result?,
-        Err(e) => return Err(AuthError::Internal(format!("redemption task: {e}"))),
+    let received = match tokio::time::timeout_at(deadline.into(), task).await {
+        Err(_) => {
+            return Err(AuthError::Unfinished(
+                "the mint did not answer before the request's deadline".into(),
+            ))
+        }
+        Ok(Err(e)) => return Err(AuthError::Internal(format!("redemption task: {e}"))),
+        Ok(Ok(result)) => result?,
     };
+    if received < price {
+        // Swapped, but worth less than the price (the mint's fee changed):
+        // the client gets its value back, and nothing is granted.
+        return Err(state.redeemer.refund(&mint, &token, received, price).await);
+    }
+    let received = state.redeemer.claim(&token)?;
     Ok(Payment {
-        amount,
+        amount: received,
         tier,
         user_id,
         mint: mint_url,
@@ -313,12 +356,15 @@ async fn input_fee(
     state: &Arc<AppState>,
     mint: &MintWallet,
     token: &paygress_core::Token,
+    deadline: Instant,
 ) -> Result<u64, AuthError> {
-    let timeout = state.settings.mint_timeout;
+    let timeout = deadline
+        .saturating_duration_since(Instant::now())
+        .min(state.settings.mint_timeout);
     match mint.input_fee(token) {
         Ok(fee) => return Ok(fee),
         Err(FeeError::NotLoaded) => {
-            match tokio::time::timeout(timeout, mint.load_metadata()).await {
+            match tokio::time::timeout(timeout, mint.ensure_loaded()).await {
                 Ok(Ok(())) => state.metrics.mint_ready(&mint.url, true),
                 Ok(Err(e)) => {
                     state.metrics.mint_error(&mint.url, "unreachable");

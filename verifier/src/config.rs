@@ -19,6 +19,9 @@
 //! | `PAYGRESS_MINT_TIMEOUT_MS` | the longest a redemption waits for the mint |
 //! | `PAYGRESS_RECOVERY_INTERVAL_SECS` | how often unfinished redemptions are settled |
 //! | `PAYGRESS_SHUTDOWN_GRACE_SECS` | how long SIGTERM waits for in-flight redemptions |
+//! | `PAYGRESS_DEADLINE_MS` | a request's deadline when its caller names none |
+//! | `PAYGRESS_MAX_REDEMPTIONS` | redemptions in flight at once (more: `503`, `Retry-After`) |
+//! | `PAYGRESS_REPLICA_ID` | this replica's id (default: the data dir's, then `HOSTNAME`) |
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -36,6 +39,12 @@ pub const DEFAULT_POD_NAMESPACE: &str = "default";
 pub const DEFAULT_MINT_TIMEOUT: Duration = Duration::from_secs(2);
 /// The default interval of the settlement of unfinished redemptions.
 pub const DEFAULT_RECOVERY_INTERVAL: Duration = Duration::from_secs(60);
+/// The default deadline of an `/auth` request whose caller names none (the
+/// filter names its callout timeout in `X-Paygress-Deadline-Ms`): below
+/// the usual auth-subrequest timeouts of NGINX and Traefik.
+pub const DEFAULT_DEADLINE: Duration = Duration::from_millis(2500);
+/// The default number of redemptions in flight at once.
+pub const DEFAULT_MAX_REDEMPTIONS: usize = 64;
 /// The default time SIGTERM waits for in-flight redemptions.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
@@ -58,6 +67,10 @@ pub struct Settings {
     pub recovery_interval: Duration,
     /// How long SIGTERM waits for in-flight redemptions.
     pub shutdown_grace: Duration,
+    /// A request's deadline when its caller names none.
+    pub deadline: Duration,
+    /// Redemptions in flight at once.
+    pub max_redemptions: usize,
 }
 
 /// Why the settings could not be loaded. Every variant names the file, the
@@ -132,6 +145,12 @@ pub fn load(path: Option<&Path>, env: &dyn EnvSource) -> Result<Settings, Settin
         shutdown_grace: env_u64(env, "PAYGRESS_SHUTDOWN_GRACE_SECS", 0, 3_600)?
             .map(Duration::from_secs)
             .unwrap_or(DEFAULT_SHUTDOWN_GRACE),
+        deadline: env_u64(env, "PAYGRESS_DEADLINE_MS", 100, 600_000)?
+            .map(Duration::from_millis)
+            .unwrap_or(DEFAULT_DEADLINE),
+        max_redemptions: env_u64(env, "PAYGRESS_MAX_REDEMPTIONS", 1, 100_000)?
+            .and_then(|n| usize::try_from(n).ok())
+            .unwrap_or(DEFAULT_MAX_REDEMPTIONS),
     })
 }
 

@@ -32,9 +32,31 @@ pub enum AuthError {
     #[error("token refused by the mint: {0}")]
     TokenInvalid(String),
     /// The swap gave less than the price (the mint's fee changed between the
-    /// check and the swap). The proofs were swapped.
+    /// check and the swap). The proofs were swapped, and their value goes
+    /// back to the client in `refund` (a Cashu token).
     #[error("received {received} after the mint's fees, price is {price}")]
-    ReceivedLess { received: u64, price: u64 },
+    ReceivedLess {
+        received: u64,
+        price: u64,
+        refund: Option<String>,
+    },
+    /// The redemption did not finish within the request's deadline (or
+    /// could not begin in time). Nothing is lost: the same token presented
+    /// again is granted if the swap completed, and stays the client's if
+    /// it did not.
+    #[error("redemption unfinished: {0}")]
+    Unfinished(String),
+    /// As many redemptions as allowed are in flight.
+    #[error("too many redemptions in flight")]
+    Busy,
+    /// The mint had signed our swap's outputs already: another verifier
+    /// derives the same outputs. Nothing was swapped.
+    #[error("the mint has signed these outputs already")]
+    OutputsAlreadySigned,
+    /// A proof's NUT-12 DLEQ does not verify: forged, refused before any
+    /// swap.
+    #[error("invalid DLEQ proof")]
+    DleqInvalid,
     /// The mint could not be reached or did not answer in time; nothing was
     /// swapped, or the swap is settled later by recovery.
     #[error("mint unavailable: {0}")]
@@ -57,8 +79,12 @@ impl AuthError {
             AuthError::AlreadySpent => ErrorCode::TokenAlreadySpent,
             AuthError::TokenInvalid(_) => ErrorCode::TokenInvalid,
             AuthError::ReceivedLess { .. } => ErrorCode::InsufficientAmount,
-            AuthError::MintUnavailable(_) => ErrorCode::MintUnavailable,
-            AuthError::ShuttingDown | AuthError::Internal(_) => ErrorCode::VerifierUnavailable,
+            AuthError::DleqInvalid => ErrorCode::TokenInvalid,
+            AuthError::MintUnavailable(_) | AuthError::Unfinished(_) => ErrorCode::MintUnavailable,
+            AuthError::ShuttingDown
+            | AuthError::Internal(_)
+            | AuthError::Busy
+            | AuthError::OutputsAlreadySigned => ErrorCode::VerifierUnavailable,
         }
     }
 
@@ -75,9 +101,28 @@ impl AuthError {
             AuthError::MalformedRequest(m) => m.clone(),
             AuthError::AlreadySpent => "token already spent".into(),
             AuthError::TokenInvalid(m) => format!("token refused by the mint: {m}"),
-            AuthError::ReceivedLess { received, price } => format!(
-                "the mint gave {received} after its fees, price is {price}; the token was redeemed"
+            AuthError::ReceivedLess {
+                received,
+                price,
+                refund,
+            } => match refund {
+                Some(_) => format!(
+                    "the mint gave {received} after its fees, price is {price}; \
+                     its value is returned in \"refund\""
+                ),
+                None => format!("the mint gave {received} after its fees, price is {price}"),
+            },
+            AuthError::Unfinished(why) => format!(
+                "the payment could not be completed in time ({why}); present the same token \
+                 again: it is accepted once if the mint redeemed it, and stays yours if not"
             ),
+            AuthError::Busy => "too many payments in flight; try again in a moment".into(),
+            AuthError::OutputsAlreadySigned => {
+                "the verifier cannot redeem right now; the token was not redeemed, try again".into()
+            }
+            AuthError::DleqInvalid => {
+                "a proof's DLEQ does not verify against the mint's key".into()
+            }
             AuthError::MintUnavailable(_) => {
                 "the mint cannot be reached; the token was not redeemed, try again later".into()
             }
@@ -86,9 +131,32 @@ impl AuthError {
         }
     }
 
-    /// The JSON body `{"error": …, "code": …}`, by paygress-core.
+    /// The JSON body `{"error": …, "code": …}`, by paygress-core, with
+    /// `refund` when the client's payment is given back.
     pub fn body(&self) -> String {
-        paygress_core::outcome::rejection_body(self.code(), &self.client_message())
+        let body = paygress_core::outcome::rejection_body(self.code(), &self.client_message());
+        match self {
+            AuthError::ReceivedLess {
+                refund: Some(refund),
+                ..
+            } => match serde_json::from_str::<serde_json::Value>(&body) {
+                Ok(serde_json::Value::Object(mut map)) => {
+                    map.insert("refund".into(), serde_json::Value::String(refund.clone()));
+                    serde_json::Value::Object(map).to_string()
+                }
+                _ => body,
+            },
+            _ => body,
+        }
+    }
+
+    /// Seconds after which a retry may succeed (`Retry-After`), if any.
+    pub fn retry_after(&self) -> Option<u32> {
+        match self {
+            AuthError::Busy | AuthError::Unfinished(_) | AuthError::OutputsAlreadySigned => Some(1),
+            AuthError::MintUnavailable(_) | AuthError::ShuttingDown => Some(5),
+            _ => None,
+        }
     }
 }
 
@@ -104,6 +172,8 @@ pub fn classify_receive_error(err: &CdkError) -> AuthError {
     use CdkError as E;
     match err {
         E::TokenAlreadySpent | E::TokenPending => AuthError::AlreadySpent,
+        E::BlindedMessageAlreadySigned => AuthError::OutputsAlreadySigned,
+        E::CouldNotVerifyDleq => AuthError::DleqInvalid,
         E::HttpError(None, m) => AuthError::MintUnavailable(m.clone()),
         E::HttpError(Some(status), m) if *status >= 500 || *status == 429 || *status == 408 => {
             AuthError::MintUnavailable(format!("HTTP {status}: {m}"))
@@ -138,15 +208,22 @@ mod tests {
                 AuthError::ReceivedLess {
                     received: 1,
                     price: 2,
+                    refund: Some("cashuBrefund".into()),
                 },
                 "insufficient_amount",
             ),
+            (AuthError::Busy, "verifier_unavailable"),
+            (AuthError::Unfinished("x".into()), "mint_unavailable"),
+            (AuthError::DleqInvalid, "token_invalid"),
         ] {
             assert_eq!(err.code().as_str(), code);
             assert_eq!(err.status(), err.code().status());
             assert_ne!(err.status(), 500);
             let body: serde_json::Value = serde_json::from_str(&err.body()).unwrap();
             assert_eq!(body["code"], code);
+            if let AuthError::ReceivedLess { refund, .. } = &err {
+                assert_eq!(body["refund"].as_str(), refund.as_deref());
+            }
         }
     }
 

@@ -10,7 +10,10 @@
 //! * [`seed`] — the wallet seed (data dir file, mode 0600, or `PAYGRESS_MNEMONIC`);
 //! * [`wallet`] — one cdk wallet per accepted mint, keysets and fees, settlement;
 //! * [`auth`] — the `/auth` decision: original request, price, token, checks;
-//! * [`redeem`] — the swap, once per token, with the amount received checked;
+//! * [`redeem`] — the swap, once per token, within the request's deadline;
+//! * [`ledger`] — what became of each token (swapping, credited, granted),
+//!   on disk, so that a timeout or a crash loses no payment;
+//! * [`files`] — the data dir's permissions (0700, files 0600);
 //! * [`error`] — the one refusal type, mapped to core's codes;
 //! * [`response`] — decisions as HTTP responses, and the NGINX mode;
 //! * [`metrics`] — Prometheus text;
@@ -23,7 +26,9 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod error;
+pub mod files;
 pub mod ids;
+pub mod ledger;
 pub mod metrics;
 pub mod redeem;
 pub mod response;

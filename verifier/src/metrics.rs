@@ -7,6 +7,8 @@
 //! * `paygress_redemption_duration_seconds` — histogram of one redemption
 //!   (the swap at the mint and the wallet bookkeeping);
 //! * `paygress_mint_errors_total{mint,kind}` — failures talking to a mint;
+//! * `paygress_refunds_total` — swapped tokens worth less than the price,
+//!   whose value went back to the client;
 //! * `paygress_redemptions_in_flight`, `paygress_mint_ready{mint}`.
 
 use std::collections::BTreeMap;
@@ -34,6 +36,7 @@ struct Inner {
     mint_errors: BTreeMap<(String, String), u64>,
     mint_ready: BTreeMap<String, bool>,
     latency: Histogram,
+    refunds: u64,
 }
 
 /// The verifier's metrics. Cheap to update from many tasks.
@@ -98,6 +101,11 @@ impl Metrics {
             h.count += 1;
             h.sum += secs;
         });
+    }
+
+    /// Counts one refund.
+    pub fn refund(&self) {
+        self.with(|i| i.refunds = i.refunds.saturating_add(1));
     }
 
     /// A redemption started; the returned guard ends it.
@@ -203,6 +211,13 @@ impl Metrics {
                 "Redemptions running now.",
             );
             let _ = writeln!(out, "paygress_redemptions_in_flight {in_flight}");
+            header(
+                &mut out,
+                "paygress_refunds_total",
+                "counter",
+                "Swapped tokens worth less than the price, refunded to the client.",
+            );
+            let _ = writeln!(out, "paygress_refunds_total {}", i.refunds);
             out
         })
     }

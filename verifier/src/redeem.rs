@@ -6,11 +6,18 @@
 //!   twenty concurrent submissions is answered `token_already_spent` without
 //!   a round trip. Across replicas the mint's swap is the arbiter: a proof can
 //!   be swapped once.
-//! * A redemption waits at most the mint timeout; the swap is then abandoned
-//!   and the next settlement pass gives the proofs back if the mint never saw
-//!   them (see [`crate::wallet::MintWallet::settle`]).
+//! * Every redemption runs against the request's deadline: every wait is
+//!   bounded by it, and no swap begins with less than [`MIN_SWAP_WINDOW`]
+//!   left. A swap abandoned half-way is settled with the mint later (see
+//!   [`crate::wallet::MintWallet::settle`]).
+//! * Each swap is written to the [`Ledger`] before it begins and when it
+//!   completes, so that a swap that completed after the client was refused
+//!   (a timeout, a crash) is granted to the same token's next presentation:
+//!   exactly one grant per token, and no payment lost.
 //! * The amount `receive` returns (net of the mint's input fees) is compared
-//!   with the price.
+//!   with the price by the caller; a swapped token worth less is refunded.
+//! * At most a configured number of redemptions run at once
+//!   ([`Redeemer::try_slot`]).
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -19,10 +26,11 @@ use std::time::{Duration, Instant};
 use cdk::nuts::PublicKey;
 use cdk::wallet::ReceiveOptions;
 use paygress_core::Token;
-use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
+use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard, OwnedSemaphorePermit, Semaphore};
 
 use crate::error::{classify_receive_error, AuthError};
 use crate::ids;
+use crate::ledger::{Entry, Ledger};
 use crate::metrics::Metrics;
 use crate::wallet::MintWallet;
 
@@ -121,27 +129,61 @@ impl SpentCache {
     }
 }
 
+/// The shortest time left before a request's deadline in which a swap is
+/// still begun: a swap takes milliseconds to tens of milliseconds; one that
+/// could not finish in time is not started (the token stays the client's).
+pub const MIN_SWAP_WINDOW: Duration = Duration::from_millis(150);
+
+/// How far the NUT-13 counter skips after the mint said our outputs were
+/// signed already.
+const COUNTER_SKIP_ON_COLLISION: u32 = 1000;
+
 /// Redeems tokens at their mint.
 #[derive(Debug)]
 pub struct Redeemer {
     locks: TokenLocks,
     spent: SpentCache,
+    ledger: Ledger,
+    slots: Arc<Semaphore>,
     metrics: Arc<Metrics>,
     mint_timeout: Duration,
 }
 
 impl Redeemer {
-    pub fn new(metrics: Arc<Metrics>, mint_timeout: Duration) -> Self {
+    pub fn new(
+        metrics: Arc<Metrics>,
+        mint_timeout: Duration,
+        ledger: Ledger,
+        max_concurrent: usize,
+    ) -> Self {
         Redeemer {
             locks: TokenLocks::default(),
             spent: SpentCache::default(),
+            ledger,
+            slots: Arc::new(Semaphore::new(max_concurrent.max(1))),
             metrics,
             mint_timeout,
         }
     }
 
-    /// Swaps the token's proofs into `mint`'s wallet; returns the amount
-    /// received, net of the mint's fees, which must cover `price`.
+    /// A slot for one redemption, if fewer than the configured maximum are
+    /// in flight; held until the redemption ends.
+    pub fn try_slot(&self) -> Result<OwnedSemaphorePermit, AuthError> {
+        self.slots
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| AuthError::Busy)
+    }
+
+    /// The ledger.
+    pub fn ledger(&self) -> &Ledger {
+        &self.ledger
+    }
+
+    /// Swaps the token's proofs into `mint`'s wallet, or finds that an
+    /// earlier attempt did; returns the amount credited (net of the mint's
+    /// fees) and leaves it in the ledger for [`Redeemer::claim`]. Begins no
+    /// swap that could not finish before `deadline`.
     ///
     /// `raw` is the token as the client sent it, `token` its decoding (whose
     /// mint, unit and value were checked already).
@@ -150,22 +192,55 @@ impl Redeemer {
         mint: &MintWallet,
         raw: &str,
         token: &Token,
-        price: u64,
+        deadline: Instant,
     ) -> Result<u64, AuthError> {
-        let _lock = self.locks.lock(ids::token_key(token)).await;
-        if self.spent.contains_any(token) {
-            return Err(AuthError::AlreadySpent);
+        let key = ids::token_key(token);
+        let Ok(_lock) = tokio::time::timeout_at(deadline.into(), self.locks.lock(key)).await else {
+            return Err(AuthError::Unfinished(
+                "another redemption of this token is in progress".into(),
+            ));
+        };
+        let ys = proof_ys(token)?;
+        match self.ledger.get(&key).map_err(store_error)? {
+            Some(Entry::Granted { .. } | Entry::Refunded { .. }) => {
+                return Err(AuthError::AlreadySpent)
+            }
+            Some(Entry::Credited { received }) => return Ok(received),
+            Some(Entry::Swapping) => {
+                if let Some(received) = self.resolve_unfinished(mint, &key, &ys, deadline).await? {
+                    return Ok(received);
+                }
+            }
+            None => {
+                if self.spent.contains_any(token) {
+                    return Err(AuthError::AlreadySpent);
+                }
+                self.settle_earlier_attempt(mint, &ys, deadline).await?;
+            }
         }
 
-        let ys = proof_ys(token)?;
-        self.settle_earlier_attempt(mint, &ys).await?;
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left < MIN_SWAP_WINDOW {
+            self.metrics.mint_error(&mint.url, "deadline");
+            return Err(AuthError::Unfinished(format!(
+                "{} ms left of the request's deadline, too little to redeem",
+                left.as_millis()
+            )));
+        }
+        let budget = left.min(self.mint_timeout);
 
         let _in_flight = self.metrics.in_flight();
-        let _gate = mint.redemption_gate().await;
+        let Ok(_gate) = tokio::time::timeout_at(deadline.into(), mint.redemption_gate()).await
+        else {
+            return Err(AuthError::Unfinished(
+                "the wallet is settling earlier redemptions".into(),
+            ));
+        };
+        self.ledger.begin(&key, &mint.url).map_err(store_error)?;
         let started = Instant::now();
         let encoded = canonical_token(raw);
         let outcome = tokio::time::timeout(
-            self.mint_timeout,
+            budget,
             mint.wallet.receive(&encoded, ReceiveOptions::default()),
         )
         .await;
@@ -173,9 +248,9 @@ impl Redeemer {
         let received = match outcome {
             Err(_elapsed) => {
                 self.metrics.mint_error(&mint.url, "timeout");
-                return Err(AuthError::MintUnavailable(format!(
-                    "no answer from the mint within {:?}",
-                    self.mint_timeout
+                self.forget_if_not_pending(mint, &key, &ys).await;
+                return Err(AuthError::Unfinished(format!(
+                    "no answer from the mint within {budget:?}"
                 )));
             }
             Ok(Err(err)) => {
@@ -187,12 +262,28 @@ impl Redeemer {
                             tracing::warn!(mint = %mint.url, error = %e, "cannot discard a refused redemption; settlement will");
                         }
                     }
+                    AuthError::OutputsAlreadySigned => {
+                        tracing::error!(
+                            mint = %mint.url,
+                            "the mint has signed our outputs already: another verifier derives the \
+                             same outputs (same mnemonic and replica id); give each replica its own \
+                             PAYGRESS_REPLICA_ID. Skipping the counter ahead."
+                        );
+                        self.metrics.mint_error(&mint.url, "outputs_signed");
+                        if let Err(e) = mint.discard_refused_receive(&ys).await {
+                            tracing::warn!(mint = %mint.url, error = %e, "cannot discard a refused redemption; settlement will");
+                        }
+                        if let Err(e) = mint.skip_counter(COUNTER_SKIP_ON_COLLISION).await {
+                            tracing::warn!(mint = %mint.url, error = %e, "cannot skip the counter");
+                        }
+                    }
                     AuthError::MintUnavailable(_) => {
                         self.metrics.mint_error(&mint.url, "unreachable")
                     }
                     AuthError::Internal(_) => self.metrics.mint_error(&mint.url, "store"),
                     _ => self.metrics.mint_error(&mint.url, "refused"),
                 }
+                self.forget_if_not_pending(mint, &key, &ys).await;
                 tracing::info!(
                     mint = %mint.url,
                     token = %ids::log_id(token),
@@ -205,40 +296,131 @@ impl Redeemer {
             Ok(Ok(amount)) => u64::from(amount),
         };
         self.spent.insert(token);
+        if let Err(e) = self.ledger.credit(&key, &mint.url, received) {
+            // The money is in the wallet; the row stays `swapping` and the
+            // next presentation settles it from cdk's transaction record.
+            tracing::error!(mint = %mint.url, token = %ids::log_id(token), error = %e, "cannot record a redemption");
+            return Err(store_error(e));
+        }
         self.metrics.redemption(took);
         tracing::info!(
             mint = %mint.url,
             token = %ids::log_id(token),
             face = token.total,
             received,
-            price,
             ms = took.as_millis() as u64,
             "token redeemed"
         );
-        if received < price {
-            tracing::warn!(
-                mint = %mint.url,
-                token = %ids::log_id(token),
-                received,
-                price,
-                "the swap gave less than the price (did the mint's fee change?)"
-            );
-            // The fee table was stale: reload it for the next token.
-            if let Err(e) = mint.load_metadata().await {
-                tracing::warn!(mint = %mint.url, error = %e, "cannot reload the mint's keysets");
-            }
-            return Err(AuthError::ReceivedLess { received, price });
-        }
         Ok(received)
+    }
+
+    /// Claims the credit of a redeemed token for one request: `Ok(received)`
+    /// for exactly one caller, `AlreadySpent` for every other.
+    pub fn claim(&self, token: &Token) -> Result<u64, AuthError> {
+        match self
+            .ledger
+            .claim(&ids::token_key(token))
+            .map_err(store_error)?
+        {
+            Some(received) => Ok(received),
+            None => Err(AuthError::AlreadySpent),
+        }
+    }
+
+    /// Gives a redeemed token's value back as a refund token (it was worth
+    /// less than the price once swapped). Until the refund is made the
+    /// credit stays, so a failure here loses nothing: the next presentation
+    /// of the token tries again.
+    pub async fn refund(
+        &self,
+        mint: &MintWallet,
+        token: &Token,
+        received: u64,
+        price: u64,
+    ) -> AuthError {
+        let key = ids::token_key(token);
+        let _lock = self.locks.lock(key).await;
+        if !matches!(self.ledger.get(&key), Ok(Some(Entry::Credited { .. }))) {
+            return AuthError::AlreadySpent;
+        }
+        // The fee table was stale: reload it for the next token.
+        if let Err(e) = mint.load_metadata().await {
+            tracing::warn!(mint = %mint.url, error = %e, "cannot reload the mint's keysets");
+        }
+        match tokio::time::timeout(self.mint_timeout, mint.make_refund(received)).await {
+            Ok(Ok(refund)) => {
+                if let Err(e) = self.ledger.refunded(&key) {
+                    tracing::error!(error = %e, "cannot record a refund");
+                }
+                self.metrics.refund();
+                tracing::warn!(mint = %mint.url, token = %ids::log_id(token), received, price, "the swap gave less than the price: refunded");
+                AuthError::ReceivedLess {
+                    received,
+                    price,
+                    refund: Some(refund),
+                }
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(mint = %mint.url, error = %e, "cannot make a refund now");
+                AuthError::Unfinished("the refund could not be made yet".into())
+            }
+            Err(_) => AuthError::Unfinished("the refund could not be made in time".into()),
+        }
+    }
+
+    /// Settles a redemption that began and whose outcome was not recorded
+    /// (the request gave up, or the verifier died): `Some(received)` when the
+    /// mint swapped it into our wallet, `None` when it did not (the token is
+    /// the client's; the caller may swap it now).
+    async fn resolve_unfinished(
+        &self,
+        mint: &MintWallet,
+        key: &[u8; 32],
+        ys: &[PublicKey],
+        deadline: Instant,
+    ) -> Result<Option<u64>, AuthError> {
+        self.settle_earlier_attempt(mint, ys, deadline).await?;
+        let completed = mint
+            .completed_receive(ys)
+            .await
+            .map_err(|e| AuthError::Internal(format!("wallet store: {e}")))?;
+        match completed {
+            Some(received) => {
+                self.ledger
+                    .credit(key, &mint.url, received)
+                    .map_err(store_error)?;
+                tracing::info!(mint = %mint.url, received, "an unfinished redemption had completed: credited");
+                Ok(Some(received))
+            }
+            None => {
+                self.ledger.forget(key).map_err(store_error)?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// Drops the ledger row of a swap that left nothing pending (the mint
+    /// refused it, or it never left): the token is still the client's.
+    async fn forget_if_not_pending(&self, mint: &MintWallet, key: &[u8; 32], ys: &[PublicKey]) {
+        match mint.has_pending(ys).await {
+            Ok(false) => {
+                if let Err(e) = self.ledger.forget(key) {
+                    tracing::warn!(error = %e, "cannot update the ledger");
+                }
+            }
+            Ok(true) => {}
+            Err(e) => tracing::warn!(error = %e, "cannot read the wallet store"),
+        }
     }
 
     /// If an earlier redemption of these proofs did not finish (the wallet
     /// holds them as pending), settle with the mint first: released proofs
-    /// are redeemed afresh, swapped ones end as `token_already_spent`.
+    /// are redeemed afresh, swapped ones are found in cdk's records.
     async fn settle_earlier_attempt(
         &self,
         mint: &MintWallet,
         ys: &[PublicKey],
+        deadline: Instant,
     ) -> Result<(), AuthError> {
         let pending = mint
             .has_pending(ys)
@@ -248,7 +430,10 @@ impl Redeemer {
             return Ok(());
         }
         tracing::info!(mint = %mint.url, "an earlier redemption of this token is unfinished: settling it first");
-        match tokio::time::timeout(self.mint_timeout, mint.settle()).await {
+        let budget = deadline
+            .saturating_duration_since(Instant::now())
+            .min(self.mint_timeout);
+        match tokio::time::timeout(budget, mint.settle()).await {
             Ok(Ok(s)) => tracing::info!(mint = %mint.url, ?s, "settled"),
             Ok(Err(e)) => tracing::warn!(mint = %mint.url, error = %e, "settling failed"),
             Err(_) => tracing::warn!(mint = %mint.url, "settling timed out"),
@@ -259,12 +444,16 @@ impl Redeemer {
             .map_err(|e| AuthError::Internal(format!("wallet store: {e}")))?;
         if still {
             self.metrics.mint_error(&mint.url, "unreachable");
-            return Err(AuthError::MintUnavailable(
+            return Err(AuthError::Unfinished(
                 "an earlier redemption of this token is not settled yet".into(),
             ));
         }
         Ok(())
     }
+}
+
+fn store_error(e: crate::ledger::LedgerError) -> AuthError {
+    AuthError::Internal(e.to_string())
 }
 
 /// The proofs' `Y = hash_to_curve(secret)`, as the mint and the wallet store

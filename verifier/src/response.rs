@@ -37,7 +37,13 @@ pub fn decision_response(decision: &Decision, config: &CompiledConfig) -> Respon
         }
         Decision::Refuse(err) => {
             let status = StatusCode::from_u16(err.status()).unwrap_or(StatusCode::BAD_REQUEST);
-            json_response(status, err.body())
+            let mut r = json_response(status, err.body());
+            if let Some(seconds) = err.retry_after() {
+                if let Ok(v) = HeaderValue::from_str(&seconds.to_string()) {
+                    r.headers_mut().insert(header::RETRY_AFTER, v);
+                }
+            }
+            r
         }
     }
 }

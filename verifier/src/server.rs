@@ -22,6 +22,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::auth::{self, Decision};
 use crate::config::{self, Settings};
+use crate::ledger::Ledger;
 use crate::metrics::Metrics;
 use crate::redeem::Redeemer;
 use crate::response;
@@ -40,13 +41,18 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub fn new(settings: Settings, wallets: Wallets) -> Self {
+    pub fn new(settings: Settings, wallets: Wallets, ledger: Ledger) -> Self {
         let metrics = Arc::new(Metrics::new());
         for m in wallets.all() {
             metrics.mint_ready(&m.url, false);
         }
         AppState {
-            redeemer: Redeemer::new(metrics.clone(), settings.mint_timeout),
+            redeemer: Redeemer::new(
+                metrics.clone(),
+                settings.mint_timeout,
+                ledger,
+                settings.max_redemptions,
+            ),
             settings,
             wallets,
             metrics,
@@ -73,6 +79,10 @@ pub enum ServeError {
     Seed(#[from] seed::SeedError),
     #[error(transparent)]
     Wallet(#[from] WalletError),
+    #[error(transparent)]
+    Ledger(#[from] crate::ledger::LedgerError),
+    #[error(transparent)]
+    Permissions(#[from] crate::files::PermissionError),
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: SocketAddr,
@@ -211,7 +221,9 @@ pub async fn build_state(
         seed,
     )
     .await?;
-    Ok(Arc::new(AppState::new(settings, wallets)))
+    let ledger = Ledger::open(data_dir)?;
+    crate::files::secure_data_dir(data_dir)?;
+    Ok(Arc::new(AppState::new(settings, wallets, ledger)))
 }
 
 /// Runs the verifier until SIGTERM/SIGINT.

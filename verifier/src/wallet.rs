@@ -15,13 +15,16 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use cdk::mint_url::MintUrl;
-use cdk::nuts::{CheckStateRequest, CurrencyUnit, PublicKey, State};
-use cdk::wallet::types::{TransactionId, TransactionStatus, WalletSaga, WalletSagaState};
-use cdk::wallet::{Wallet, WalletBuilder};
+use cdk::nuts::{CheckStateRequest, CurrencyUnit, KeySetInfo, PublicKey, State};
+use cdk::wallet::types::{
+    TransactionDirection, TransactionId, TransactionStatus, WalletSaga, WalletSagaState,
+};
+use cdk::wallet::{SendOptions, Wallet, WalletBuilder};
+use cdk::Amount;
 use cdk_sqlite::WalletSqliteDatabase;
 use paygress_core::Token;
 use thiserror::Error;
-use tokio::sync::{RwLock as AsyncRwLock, RwLockReadGuard};
+use tokio::sync::{Mutex as AsyncMutex, RwLock as AsyncRwLock, RwLockReadGuard};
 
 /// The wallet store's file name in the data dir.
 pub const STORE_FILE: &str = "wallet.sqlite";
@@ -43,6 +46,17 @@ pub enum WalletError {
     Unit(String),
     #[error("cannot build the wallet for {mint}: {reason}")]
     Build { mint: String, reason: String },
+}
+
+/// Why a token's DLEQ proofs were refused.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum DleqError {
+    #[error("the token cannot be read: {0}")]
+    Token(String),
+    #[error("the mint's keys are not loaded: {0}")]
+    Mint(String),
+    #[error("a proof's DLEQ does not verify against the mint's key: the proof is forged")]
+    Invalid,
 }
 
 /// Why the input fee of a token could not be computed.
@@ -86,6 +100,9 @@ pub struct MintWallet {
     keysets: RwLock<Option<Arc<HashMap<String, KeysetFee>>>>,
     ready: AtomicBool,
     last_refresh: Mutex<Option<Instant>>,
+    /// One keyset load at a time: concurrent callers wait for it and reuse
+    /// its result instead of asking the mint again.
+    refresh: AsyncMutex<()>,
     gate: AsyncRwLock<()>,
 }
 
@@ -142,18 +159,146 @@ impl MintWallet {
         Ok(())
     }
 
+    /// Loads the keysets unless loaded already, single-flight: of many
+    /// concurrent callers one asks the mint and the others wait for it.
+    pub async fn ensure_loaded(&self) -> Result<(), cdk::Error> {
+        if self.keysets_loaded() {
+            return Ok(());
+        }
+        let _one = self.refresh.lock().await;
+        if self.keysets_loaded() {
+            return Ok(());
+        }
+        self.load_metadata().await
+    }
+
+    fn keysets_loaded(&self) -> bool {
+        self.keysets.read().map(|k| k.is_some()).unwrap_or(false)
+    }
+
     /// Refreshes the keysets when a token names one we do not know, at most
-    /// once per [`KEYSET_REFRESH_MIN_INTERVAL`]. Returns whether it refreshed.
+    /// once per [`KEYSET_REFRESH_MIN_INTERVAL`] and single-flight (a flood of
+    /// tokens naming unknown keysets costs the mint one request per
+    /// interval). Returns whether it refreshed.
     pub async fn refresh_keysets_if_stale(&self) -> Result<bool, cdk::Error> {
-        let due = match self.last_refresh.lock() {
+        let due = || match self.last_refresh.lock() {
             Ok(last) => last.is_none_or(|t| t.elapsed() >= KEYSET_REFRESH_MIN_INTERVAL),
             Err(_) => true,
         };
-        if !due {
+        if !due() {
             return Ok(false);
+        }
+        let _one = self.refresh.lock().await;
+        if !due() {
+            return Ok(false);
+        }
+        // Counted as a refresh even when it fails: a failing mint is not
+        // asked again before the interval is over.
+        if let Ok(mut last) = self.last_refresh.lock() {
+            *last = Some(Instant::now());
         }
         self.load_metadata().await?;
         Ok(true)
+    }
+
+    /// Checks the NUT-12 DLEQ proofs that a token carries against the mint's
+    /// keys, without contacting the mint: a forged proof that carries a DLEQ
+    /// is refused before any swap. Proofs without a DLEQ are left to the
+    /// mint's swap.
+    pub async fn check_dleq(&self, canonical: &str) -> Result<(), DleqError> {
+        let token =
+            cdk::nuts::Token::from_str(canonical).map_err(|e| DleqError::Token(e.to_string()))?;
+        let keysets = self
+            .wallet
+            .keysets(cdk::wallet::types::KeysetLoadPolicy::CacheOnly)
+            .await
+            .map_err(|e| DleqError::Mint(e.to_string()))?;
+        let infos: Vec<KeySetInfo> = keysets
+            .iter()
+            .map(|k| KeySetInfo {
+                id: k.id,
+                unit: k.unit.clone(),
+                active: k.active.unwrap_or(false),
+                input_fee_ppk: k.input_fee_ppk,
+                final_expiry: k.final_expiry,
+            })
+            .collect();
+        let proofs = token
+            .proofs(&infos)
+            .map_err(|e| DleqError::Token(e.to_string()))?;
+        for proof in proofs.iter().filter(|p| p.dleq.is_some()) {
+            let key = keysets
+                .iter()
+                .find(|k| k.id == proof.keyset_id)
+                .and_then(|k| k.keys.amount_key(proof.amount))
+                .ok_or_else(|| DleqError::Token("no key for a proof's amount".into()))?;
+            proof.verify_dleq(key).map_err(|_| DleqError::Invalid)?;
+        }
+        Ok(())
+    }
+
+    /// What an earlier receive of exactly these proofs brought in, when cdk
+    /// recorded it as completed (after a timeout or a crash, settled by
+    /// saga recovery): the amount received, net of fees.
+    pub async fn completed_receive(&self, ys: &[PublicKey]) -> Result<Option<u64>, cdk::Error> {
+        let mut want = ys.to_vec();
+        want.sort();
+        let txs = self
+            .wallet
+            .localstore
+            .list_transactions(
+                Some(self.wallet.mint_url.clone()),
+                Some(TransactionDirection::Incoming),
+                Some(self.wallet.unit.clone()),
+            )
+            .await
+            .map_err(cdk::Error::Database)?;
+        Ok(txs
+            .into_iter()
+            .filter(|t| t.status == TransactionStatus::Completed)
+            .find(|t| {
+                let mut have = t.ys.clone();
+                have.sort();
+                have == want
+            })
+            .map(|t| u64::from(t.amount)))
+    }
+
+    /// After the mint said our outputs were signed already (another wallet
+    /// derives the same NUT-13 outputs: replicas sharing a mnemonic and a
+    /// replica id), skips the active keyset's counter ahead so the next
+    /// swap derives fresh outputs.
+    pub async fn skip_counter(&self, by: u32) -> Result<(), cdk::Error> {
+        let keyset = self.wallet.active_keyset().await?;
+        self.wallet
+            .localstore
+            .increment_keyset_counter(&keyset.id, by)
+            .await
+            .map_err(cdk::Error::Database)?;
+        Ok(())
+    }
+
+    /// A token worth `amount` less the mint's fee for making it, from this
+    /// wallet, for a client whose payment cannot be kept.
+    pub async fn make_refund(&self, amount: u64) -> Result<String, cdk::Error> {
+        let prepared = self
+            .wallet
+            .prepare_send(Amount::from(amount), SendOptions::default())
+            .await?;
+        let swap_fee = u64::from(prepared.swap_fee());
+        let prepared = if swap_fee > 0 {
+            prepared.cancel().await?;
+            let net = amount.saturating_sub(swap_fee);
+            if net == 0 {
+                return Err(cdk::Error::InsufficientFunds);
+            }
+            self.wallet
+                .prepare_send(Amount::from(net), SendOptions::default())
+                .await?
+        } else {
+            prepared
+        };
+        Ok(prepared.confirm(None).await?.to_string())
     }
 
     /// The input fee the mint charges to swap `token`'s proofs (NUT-02: the
@@ -426,6 +571,12 @@ pub async fn open_store(data_dir: &Path) -> Result<Store, WalletError> {
             path: path.display().to_string(),
             reason: e.to_string(),
         })?;
+    // Bearer proofs: readable by this user only (SQLite gives the -wal and
+    // -shm files the same mode).
+    crate::files::restrict_file(&path).map_err(|e| WalletError::Store {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    })?;
     Ok(Arc::new(store))
 }
 
@@ -466,6 +617,7 @@ pub fn build_mint_wallet(
         keysets: RwLock::new(None),
         ready: AtomicBool::new(false),
         last_refresh: Mutex::new(None),
+        refresh: AsyncMutex::new(()),
         gate: AsyncRwLock::new(()),
     })
 }
