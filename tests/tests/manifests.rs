@@ -8,6 +8,11 @@
 //! Then the wiring between documents: the verifier's Deployment is hardened
 //! and points at objects that exist; the Service, NetworkPolicy and Ingresses
 //! reach it; the configs are valid Paygress configs and agree with each other.
+//!
+//! And the hardening: the Istio gateway drops headers with underscores and
+//! the mesh normalises paths; every sold service is reachable only from the
+//! proxies that ask Paygress; the verifier reaches only DNS, its mints and
+//! the API server, and mounts no API token while pod provisioning is off.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -19,6 +24,8 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use paygress_core::Config;
 use paygress_tests::tools;
 use serde::de::DeserializeOwned;
@@ -569,6 +576,26 @@ fn the_verifier_deployment_is_hardened_and_wired() {
 
     let pod_security = pod.security_context.clone().unwrap_or_default();
     assert_eq!(pod_security.run_as_non_root, Some(true), "runAsNonRoot");
+    assert!(
+        pod_security.run_as_user.is_some_and(|uid| uid != 0),
+        "runAsUser names a non-root uid: {:?}",
+        pod_security.run_as_user
+    );
+    // The root filesystem is read-only: the data volume must be writable by
+    // the verifier's group.
+    assert!(
+        pod_security.fs_group.is_some_and(|gid| gid != 0),
+        "fsGroup makes the data volume writable: {:?}",
+        pod_security.fs_group
+    );
+    assert_eq!(
+        pod_security
+            .seccomp_profile
+            .as_ref()
+            .map(|p| p.type_.as_str()),
+        Some("RuntimeDefault"),
+        "seccompProfile"
+    );
 
     assert_eq!(pod.containers.len(), 1);
     let container = &pod.containers[0];
@@ -587,6 +614,8 @@ fn the_verifier_deployment_is_hardened_and_wired() {
     assert!(listen.ends_with(":8080"), "--listen {listen}");
 
     let security = container.security_context.clone().unwrap_or_default();
+    assert_ne!(security.run_as_non_root, Some(false), "runAsNonRoot");
+    assert_ne!(security.privileged, Some(true), "privileged");
     assert_eq!(
         security.read_only_root_filesystem,
         Some(true),
@@ -907,6 +936,589 @@ fn the_protected_ingress_asks_the_verifier_and_the_free_one_does_not() {
                     "no Service {namespace}/{service}"
                 );
             }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Hardening: the proxies' paths and headers, who reaches the sold service,
+// what the verifier reaches, and its API token.
+
+/// Where the shipped proxies run: the ingress-nginx and Traefik controllers,
+/// and Istio's ingress gateway.
+const PROXY_NAMESPACES: [&str; 3] = ["ingress-nginx", "traefik", "istio-system"];
+
+/// Whether `selector` selects an object labelled `labels` (an empty selector
+/// selects everything).
+fn selects(selector: &LabelSelector, labels: &BTreeMap<String, String>) -> bool {
+    let by_labels = selector
+        .match_labels
+        .as_ref()
+        .is_none_or(|want| want.iter().all(|(k, v)| labels.get(k) == Some(v)));
+    let by_expressions = selector.match_expressions.as_ref().is_none_or(|exprs| {
+        exprs.iter().all(|e| {
+            let values = e.values.clone().unwrap_or_default();
+            let value = labels.get(&e.key);
+            match e.operator.as_str() {
+                "In" => value.is_some_and(|v| values.contains(v)),
+                "NotIn" => value.is_none_or(|v| !values.contains(v)),
+                "Exists" => value.is_some(),
+                "DoesNotExist" => value.is_none(),
+                other => panic!("unknown selector operator {other}"),
+            }
+        })
+    });
+    by_labels && by_expressions
+}
+
+/// Whether `selector` constrains anything (an absent or empty one selects
+/// every pod, or every namespace).
+fn is_narrow(selector: Option<&LabelSelector>) -> bool {
+    selector.is_some_and(|s| {
+        s.match_labels.as_ref().is_some_and(|m| !m.is_empty())
+            || s.match_expressions.as_ref().is_some_and(|e| !e.is_empty())
+    })
+}
+
+/// The namespaces a namespaceSelector names by `kubernetes.io/metadata.name`
+/// (the label the API server sets on every namespace), or `None` when it
+/// does not pin the names.
+fn named_namespaces(selector: &LabelSelector) -> Option<Vec<String>> {
+    const NAME: &str = "kubernetes.io/metadata.name";
+    if let Some(name) = selector.match_labels.as_ref().and_then(|m| m.get(NAME)) {
+        return Some(vec![name.clone()]);
+    }
+    selector
+        .match_expressions
+        .as_ref()?
+        .iter()
+        .find(|e| e.key == NAME && e.operator == "In")
+        .and_then(|e| e.values.clone())
+        .filter(|v| !v.is_empty())
+}
+
+/// The NetworkPolicies of the manifests.
+fn network_policies(docs: &[Doc]) -> Vec<(String, NetworkPolicy)> {
+    docs.iter()
+        .filter(|d| d.kind() == "NetworkPolicy")
+        .map(|d| (d.at(), typed::<NetworkPolicy>(d)))
+        .collect()
+}
+
+/// A Deployment's pod labels and container ports (numbers and names).
+fn pods_of(deployment: &Deployment) -> (BTreeMap<String, String>, Vec<IntOrString>) {
+    let template = deployment.spec.clone().unwrap_or_default().template;
+    let labels = template.metadata.and_then(|m| m.labels).unwrap_or_default();
+    let mut ports = Vec::new();
+    for container in template.spec.unwrap_or_default().containers {
+        for port in container.ports.unwrap_or_default() {
+            ports.push(IntOrString::Int(port.container_port));
+            if let Some(name) = port.name {
+                ports.push(IntOrString::String(name));
+            }
+        }
+    }
+    (labels, ports)
+}
+
+/// The `(namespace, name)` of every Service that an Ingress or a Traefik
+/// IngressRoute sends clients to: the services being sold.
+fn sold_services(docs: &[Doc]) -> Vec<(String, String)> {
+    let mut sold = Vec::new();
+    for doc in docs.iter().filter(|d| d.kind() == "Ingress") {
+        let ingress: Ingress = typed(doc);
+        for rule in ingress.spec.and_then(|s| s.rules).unwrap_or_default() {
+            for path in rule.http.map(|h| h.paths).unwrap_or_default() {
+                if let Some(service) = path.backend.service {
+                    sold.push((doc.namespace().to_string(), service.name));
+                }
+            }
+        }
+    }
+    for doc in docs.iter().filter(|d| d.kind() == "IngressRoute") {
+        for route in array_at(doc, "/spec/routes") {
+            for service in route["services"]
+                .as_array()
+                .map(Vec::as_slice)
+                .unwrap_or(&[])
+            {
+                if let Some(name) = service["name"].as_str() {
+                    sold.push((doc.namespace().to_string(), name.to_string()));
+                }
+            }
+        }
+    }
+    sold.sort();
+    sold.dedup();
+    sold
+}
+
+/// The Istio gateway drops (or refuses) headers with underscores: Paygress
+/// removes the dashed reserved names, but `X_Payment_Verified` is another
+/// header to Envoy while CGI, WSGI and PHP upstreams read it as
+/// `X-Payment-Verified`. An EnvoyFilter merges
+/// `headers_with_underscores_action` into the HTTP connection manager of
+/// every gateway that Paygress's WasmPlugin or AuthorizationPolicy selects.
+#[test]
+fn the_istio_gateway_drops_headers_with_underscores() {
+    let docs = documents();
+    const HCM: &str = "envoy.filters.network.http_connection_manager";
+    const HCM_TYPE: &str = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager";
+    // (namespace, workloadSelector labels) of each EnvoyFilter that does it.
+    let mut dropping: Vec<(String, Option<BTreeMap<String, String>>)> = Vec::new();
+    for doc in docs.iter().filter(|d| d.kind() == "EnvoyFilter") {
+        for patch in array_at(doc, "/spec/configPatches") {
+            let filter = &patch["match"]["listener"]["filterChain"]["filter"];
+            let config = &patch["patch"]["value"]["typed_config"];
+            let action =
+                config["common_http_protocol_options"]["headers_with_underscores_action"].as_str();
+            if patch["applyTo"] != "NETWORK_FILTER" || filter["name"] != HCM || action.is_none() {
+                continue;
+            }
+            assert_eq!(patch["patch"]["operation"], "MERGE", "{}", doc.at());
+            assert_eq!(config["@type"], HCM_TYPE, "{}", doc.at());
+            assert!(
+                matches!(action, Some("DROP_HEADER" | "REJECT_REQUEST")),
+                "{}: headers_with_underscores_action {action:?} lets X_Payment_Verified through",
+                doc.at()
+            );
+            let context = patch["match"]["context"].as_str().unwrap_or("ANY");
+            assert!(
+                matches!(context, "GATEWAY" | "ANY"),
+                "{}: context {context} misses the gateway",
+                doc.at()
+            );
+            let labels = doc.value["spec"]["workloadSelector"]["labels"]
+                .as_object()
+                .map(|m| {
+                    m.iter()
+                        .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+                        .collect()
+                });
+            dropping.push((doc.namespace().to_string(), labels));
+        }
+    }
+    assert!(
+        !dropping.is_empty(),
+        "no EnvoyFilter sets headers_with_underscores_action on the Istio gateway: \
+         X_Payment_Verified reaches CGI/WSGI/PHP upstreams as X-Payment-Verified"
+    );
+
+    // Every gateway Paygress works in is covered.
+    let gateways: Vec<(String, String, BTreeMap<String, String>)> = docs
+        .iter()
+        .filter(|d| d.kind() == "WasmPlugin" || d.kind() == "AuthorizationPolicy")
+        .map(|d| {
+            let labels = d.value["spec"]["selector"]["matchLabels"]
+                .as_object()
+                .unwrap_or_else(|| panic!("{}: no selector.matchLabels", d.at()))
+                .iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+                .collect();
+            (d.at(), d.namespace().to_string(), labels)
+        })
+        .collect();
+    assert!(!gateways.is_empty());
+    for (at, namespace, pod_labels) in gateways {
+        assert!(
+            dropping.iter().any(|(filter_namespace, selector)| {
+                // The root namespace's EnvoyFilters apply in every namespace.
+                (filter_namespace == &namespace || filter_namespace == "istio-system")
+                    && selector
+                        .as_ref()
+                        .is_none_or(|want| want.iter().all(|(k, v)| pod_labels.get(k) == Some(v)))
+            }),
+            "{at}: its gateway ({pod_labels:?}) keeps headers with underscores"
+        );
+    }
+}
+
+/// The mesh config normalises paths beyond Istio's default (BASE): slashes
+/// merged, and percent-escaped slashes decoded, so the upstream routes the
+/// path the gateway read.
+#[test]
+fn the_istio_mesh_normalises_paths() {
+    let docs = documents();
+    let operators: Vec<&Doc> = docs
+        .iter()
+        .filter(|d| d.kind() == "IstioOperator")
+        .collect();
+    assert!(!operators.is_empty(), "no IstioOperator in k8s/");
+    for doc in operators {
+        let normalization = doc
+            .value
+            .pointer("/spec/meshConfig/pathNormalization/normalization")
+            .and_then(Value::as_str);
+        assert!(
+            matches!(
+                normalization,
+                Some("MERGE_SLASHES" | "DECODE_AND_MERGE_SLASHES")
+            ),
+            "{}: meshConfig.pathNormalization.normalization is {normalization:?}: \
+             an upstream routing the raw path could serve /premium//x or \
+             /free/..%2Fpremium otherwise than the gateway read it",
+            doc.at()
+        );
+    }
+}
+
+/// Every service sold through an Ingress or an IngressRoute is reachable
+/// only from the proxies that ask Paygress first: a NetworkPolicy selects
+/// its pods, and every policy that does admits only named proxy pods in the
+/// proxies' namespaces, on the app's own port. Without one, any pod could
+/// call the app with `X-Payment-Verified: true`.
+#[test]
+fn the_sold_service_admits_only_the_proxies_that_ask_paygress() {
+    let docs = documents();
+    let policies = network_policies(&docs);
+    let sold = sold_services(&docs);
+    assert!(
+        !sold.is_empty(),
+        "no Ingress or IngressRoute sells a service"
+    );
+    for (namespace, name) in sold {
+        let service: Service = typed(
+            find_in(&docs, "Service", &namespace, &name)
+                .unwrap_or_else(|| panic!("no Service {namespace}/{name}")),
+        );
+        let selector = service.spec.and_then(|s| s.selector).unwrap_or_default();
+        assert!(
+            !selector.is_empty(),
+            "Service {namespace}/{name} selects no pods"
+        );
+        let workloads: Vec<Deployment> = docs
+            .iter()
+            .filter(|d| d.kind() == "Deployment" && d.namespace() == namespace)
+            .map(typed::<Deployment>)
+            .filter(|d| {
+                let (labels, _) = pods_of(d);
+                selector.iter().all(|(k, v)| labels.get(k) == Some(v))
+            })
+            .collect();
+        assert!(
+            !workloads.is_empty(),
+            "no Deployment behind Service {namespace}/{name}"
+        );
+        for workload in &workloads {
+            let (labels, container_ports) = pods_of(workload);
+            let guarding: Vec<&(String, NetworkPolicy)> = policies
+                .iter()
+                .filter(|(_, p)| {
+                    let spec = p.spec.clone().unwrap_or_default();
+                    p.metadata.namespace.as_deref() == Some(namespace.as_str())
+                        && selects(&spec.pod_selector.unwrap_or_default(), &labels)
+                        && spec
+                            .policy_types
+                            .is_none_or(|t| t.iter().any(|x| x == "Ingress"))
+                })
+                .collect();
+            assert!(
+                !guarding.is_empty(),
+                "no NetworkPolicy guards {namespace}/{name} ({labels:?}): any pod in the \
+                 cluster can call it with X-Payment-Verified: true"
+            );
+            let mut admitted: Vec<String> = Vec::new();
+            for (at, policy) in guarding {
+                let rules = policy
+                    .spec
+                    .clone()
+                    .unwrap_or_default()
+                    .ingress
+                    .unwrap_or_default();
+                for (i, rule) in rules.iter().enumerate() {
+                    let from = rule.from.clone().unwrap_or_default();
+                    assert!(
+                        !from.is_empty(),
+                        "{at}: ingress rule {i} has no `from`: it admits every pod"
+                    );
+                    for peer in from {
+                        assert!(
+                            peer.ip_block.is_none(),
+                            "{at}: ingress rule {i} admits an ipBlock"
+                        );
+                        let namespaces = peer
+                            .namespace_selector
+                            .as_ref()
+                            .and_then(named_namespaces)
+                            .unwrap_or_else(|| {
+                                panic!(
+                                    "{at}: ingress rule {i} admits pods without naming their \
+                                     namespace: {peer:?}"
+                                )
+                            });
+                        for ns in &namespaces {
+                            assert!(
+                                PROXY_NAMESPACES.contains(&ns.as_str()),
+                                "{at}: ingress rule {i} admits namespace {ns}, which runs no proxy"
+                            );
+                        }
+                        assert!(
+                            is_narrow(peer.pod_selector.as_ref()),
+                            "{at}: ingress rule {i} admits every pod of {namespaces:?}, not only \
+                             the proxy's"
+                        );
+                        admitted.extend(namespaces);
+                    }
+                    let ports = rule.ports.clone().unwrap_or_default();
+                    assert!(
+                        !ports.is_empty(),
+                        "{at}: ingress rule {i} admits every port"
+                    );
+                    for port in ports {
+                        let port = port.port.unwrap_or_else(|| {
+                            panic!("{at}: ingress rule {i}: a port without a number")
+                        });
+                        assert!(
+                            container_ports.contains(&port),
+                            "{at}: ingress rule {i} admits port {port:?}, not a port of the app \
+                             ({container_ports:?})"
+                        );
+                    }
+                }
+            }
+            // The shipped proxies (ingress-nginx, Traefik, the Istio gateway)
+            // can still reach it.
+            for proxy in PROXY_NAMESPACES {
+                assert!(
+                    admitted.iter().any(|a| a == proxy),
+                    "{namespace}/{name}: the proxies in {proxy} are shut out"
+                );
+            }
+        }
+    }
+}
+
+/// The verifier's egress: DNS to kube-dns only, and everything else to
+/// named addresses (the mints, the API server) or named pods: no rule
+/// without a destination, no 0.0.0.0/0, no port left open.
+#[test]
+fn the_verifier_reaches_only_dns_its_mints_and_the_api_server() {
+    let docs = documents();
+    let at = find(&docs, "NetworkPolicy", "paygress-auth").at();
+    let policy: NetworkPolicy = typed(find(&docs, "NetworkPolicy", "paygress-auth"));
+    let spec = policy.spec.unwrap_or_default();
+    assert!(
+        spec.policy_types
+            .unwrap_or_default()
+            .iter()
+            .any(|t| t == "Egress"),
+        "{at}: egress is not restricted"
+    );
+    let egress = spec.egress.unwrap_or_default();
+    assert!(!egress.is_empty(), "{at}: no egress at all (not even DNS)");
+    let mut dns_rule = false;
+    let mut https_by_address = false;
+    for (i, rule) in egress.iter().enumerate() {
+        let to = rule.to.clone().unwrap_or_default();
+        assert!(
+            !to.is_empty(),
+            "{at}: egress rule {i} has no `to`: it reaches every destination"
+        );
+        let ports = rule.ports.clone().unwrap_or_default();
+        assert!(!ports.is_empty(), "{at}: egress rule {i} opens every port");
+        let port_numbers: Vec<i32> = ports
+            .iter()
+            .map(|p| match &p.port {
+                Some(IntOrString::Int(n)) => *n,
+                other => panic!("{at}: egress rule {i}: port {other:?} is not a number"),
+            })
+            .collect();
+        let is_dns = port_numbers.contains(&53);
+        for peer in to {
+            if let Some(block) = &peer.ip_block {
+                let (address, prefix) = block
+                    .cidr
+                    .split_once('/')
+                    .unwrap_or_else(|| panic!("{at}: egress rule {i}: cidr {}", block.cidr));
+                let prefix: u8 = prefix.parse().unwrap_or_else(|err| {
+                    panic!("{at}: egress rule {i}: cidr {}: {err}", block.cidr)
+                });
+                assert!(
+                    address.parse::<std::net::IpAddr>().is_ok(),
+                    "{at}: egress rule {i}: cidr {}",
+                    block.cidr
+                );
+                assert!(
+                    prefix >= 8,
+                    "{at}: egress rule {i} reaches {} (the internet, not the mints or the API \
+                     server)",
+                    block.cidr
+                );
+                assert!(!is_dns, "{at}: egress rule {i}: DNS goes to kube-dns only");
+                if port_numbers.contains(&443) {
+                    https_by_address = true;
+                }
+            } else {
+                let namespaces = peer
+                    .namespace_selector
+                    .as_ref()
+                    .and_then(named_namespaces)
+                    .unwrap_or_else(|| {
+                        panic!("{at}: egress rule {i} reaches pods without naming their namespace")
+                    });
+                assert!(
+                    is_narrow(peer.pod_selector.as_ref()),
+                    "{at}: egress rule {i} reaches every pod of {namespaces:?}"
+                );
+                if is_dns {
+                    let pods = peer
+                        .pod_selector
+                        .as_ref()
+                        .and_then(|s| s.match_labels.clone())
+                        .unwrap_or_default();
+                    assert_eq!(namespaces, ["kube-system"], "{at}: egress rule {i}: DNS");
+                    assert_eq!(
+                        pods.get("k8s-app").map(String::as_str),
+                        Some("kube-dns"),
+                        "{at}: egress rule {i}: DNS goes to kube-dns only"
+                    );
+                    dns_rule = true;
+                }
+            }
+        }
+    }
+    assert!(
+        dns_rule,
+        "{at}: no egress to kube-dns: the mints' names cannot resolve"
+    );
+    assert!(
+        https_by_address,
+        "{at}: no HTTPS egress to the mints' addresses"
+    );
+}
+
+/// The verifier's pods mount no Kubernetes API token unless pod
+/// provisioning is on (it is off as shipped), the switch is documented where
+/// it is flipped, no other pod mounts one, and the RBAC is the pod
+/// provisioner's Role alone.
+#[test]
+fn the_verifier_mounts_an_api_token_only_to_provision_pods() {
+    let docs = documents();
+    let doc = find(&docs, "Deployment", "paygress-auth");
+    let deployment: Deployment = typed(doc);
+    let pod = deployment
+        .spec
+        .unwrap_or_default()
+        .template
+        .spec
+        .unwrap_or_default();
+    let provisioning = pod
+        .containers
+        .iter()
+        .flat_map(|c| c.env.clone().unwrap_or_default())
+        .find(|e| e.name == "ENABLE_POD_PROVISIONING")
+        .and_then(|e| e.value)
+        .unwrap_or_else(|| panic!("{}: ENABLE_POD_PROVISIONING is not set", doc.at()));
+    assert_eq!(
+        provisioning,
+        "false",
+        "{}: pod provisioning is off as shipped",
+        doc.at()
+    );
+    assert_eq!(
+        pod.automount_service_account_token,
+        Some(false),
+        "{}: the pod spec must say automountServiceAccountToken: false while \
+         ENABLE_POD_PROVISIONING is false (the pod spec wins over the ServiceAccount)",
+        doc.at()
+    );
+    let account = pod
+        .service_account_name
+        .clone()
+        .unwrap_or_else(|| panic!("no serviceAccountName"));
+    let account_doc = find_in(&docs, "ServiceAccount", "paygress-system", &account)
+        .unwrap_or_else(|| panic!("no ServiceAccount {account}"));
+    let service_account: ServiceAccount = typed(account_doc);
+    assert_eq!(
+        service_account.automount_service_account_token,
+        Some(false),
+        "{}: mounts its token by default",
+        account_doc.at()
+    );
+
+    // The switch is written down next to the line to flip.
+    let text = std::fs::read_to_string(tools::workspace_root().join(&doc.file))
+        .unwrap_or_else(|err| panic!("{}: {err}", doc.file));
+    let lines: Vec<&str> = text.lines().collect();
+    let documented = lines.iter().enumerate().any(|(i, line)| {
+        line.trim_start()
+            .starts_with("automountServiceAccountToken:")
+            && lines[..i]
+                .iter()
+                .rev()
+                .take_while(|l| l.trim_start().starts_with('#'))
+                .any(|l| l.contains("ENABLE_POD_PROVISIONING"))
+    });
+    assert!(
+        documented,
+        "{}: a comment above automountServiceAccountToken must say it goes with \
+         ENABLE_POD_PROVISIONING",
+        doc.file
+    );
+
+    // No other workload mounts a token: nothing else here talks to the API.
+    for other in docs.iter().filter(|d| d.kind() == "Deployment") {
+        if other.name() == "paygress-auth" {
+            continue;
+        }
+        let deployment: Deployment = typed(other);
+        let pod = deployment
+            .spec
+            .unwrap_or_default()
+            .template
+            .spec
+            .unwrap_or_default();
+        assert_eq!(
+            pod.automount_service_account_token,
+            Some(false),
+            "{}: mounts an API token it has no use for",
+            other.at()
+        );
+    }
+
+    // RBAC: namespaced, pods only, for the verifier only.
+    for doc in &docs {
+        assert!(
+            !matches!(doc.kind(), "ClusterRole" | "ClusterRoleBinding"),
+            "{}: nothing cluster-wide",
+            doc.at()
+        );
+    }
+    let allowed = ["create", "get", "list", "watch", "delete"];
+    for doc in docs.iter().filter(|d| d.kind() == "Role") {
+        let role: Role = typed(doc);
+        for rule in role.rules.unwrap_or_default() {
+            assert_eq!(
+                rule.api_groups.as_deref(),
+                Some(&[String::new()][..]),
+                "{}: the core API group only",
+                doc.at()
+            );
+            assert_eq!(
+                rule.resources.as_deref(),
+                Some(&["pods".to_string()][..]),
+                "{}: pods only",
+                doc.at()
+            );
+            assert!(
+                rule.verbs.iter().all(|v| allowed.contains(&v.as_str())),
+                "{}: verbs {:?} beyond {allowed:?}",
+                doc.at(),
+                rule.verbs
+            );
+        }
+    }
+    for doc in docs.iter().filter(|d| d.kind() == "RoleBinding") {
+        let binding: RoleBinding = typed(doc);
+        assert_eq!(binding.role_ref.kind, "Role", "{}", doc.at());
+        for subject in binding.subjects.unwrap_or_default() {
+            assert!(
+                subject.kind == "ServiceAccount"
+                    && subject.name == account
+                    && subject.namespace.as_deref() == Some("paygress-system"),
+                "{}: binds {subject:?}",
+                doc.at()
+            );
         }
     }
 }
