@@ -2,6 +2,7 @@
 //! survives a restart, `wallet send` moves money to another wallet, a payer
 //! funds a wallet and pays with `paygress pay`, `token decode` shows no
 //! secret, a bad config stops the process naming the key, SIGTERM is graceful.
+//! The data dir is made private (0700, wallet files 0600) at every start.
 //! `paygress pay` against a hostile 402: it refuses more than `--max-amount`
 //! (fees included), another unit or unknown mints without spending, and
 //! never sends the token to another origin than the one that asked for it.
@@ -55,7 +56,28 @@ async fn a_restart_keeps_the_wallet_balance() {
         before
     );
 
+    // A data dir left open to others (restored from a backup, created by
+    // hand) is made private again at start: bearer proofs live there.
+    let mode_of = |p: &std::path::Path| {
+        std::fs::metadata(p)
+            .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    let open_up = |p: &std::path::Path, mode: u32| {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode))
+            .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+    };
+    open_up(&v.data_dir(), 0o755);
+    open_up(&v.data_dir().join("wallet.sqlite"), 0o644);
+    open_up(&v.data_dir().join("seed"), 0o644);
+
     v.restart().await;
+    assert_eq!(mode_of(&v.data_dir()), 0o700, "the data dir");
+    for file in ["wallet.sqlite", "seed", "redemptions.sqlite", "replica"] {
+        assert_eq!(mode_of(&v.data_dir().join(file)), 0o600, "{file}");
+    }
     assert_eq!(
         std::fs::read_to_string(v.data_dir().join("seed")).expect("seed"),
         seed_before
