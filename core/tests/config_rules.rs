@@ -1,6 +1,6 @@
 //! Config validation (`data/configs.json`): every invalid document is refused
 //! with an error that names the offending key and value; every valid one
-//! compiles, with the defaults of DESIGN.md. Runs natively and on wasm32.
+//! compiles, with the defaults of docs/contract.md. Runs natively and on wasm32.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,

@@ -180,8 +180,8 @@ pub struct CalloutResponse<'a> {
 }
 
 impl Plugin {
-    /// Parses, validates and compiles a plugin configuration (the DESIGN.md
-    /// schema, JSON), and precomputes each tier's 402 answer.
+    /// Parses, validates and compiles a plugin configuration (the schema of
+    /// docs/contract.md, JSON), and precomputes each tier's 402 answer.
     pub fn from_json(bytes: &[u8]) -> Result<Plugin, PluginError> {
         let text = core::str::from_utf8(bytes).map_err(|_| PluginError::NotUtf8)?;
         Plugin::new(CompiledConfig::from_json(text)?)
