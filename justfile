@@ -39,6 +39,10 @@ test: setup lint build
     source scripts/tools.sh && cargo test --workspace --locked -- --test-threads "${PAYGRESS_TEST_THREADS:-2}"
     just test-wasm
 
+# Render every Envoy config in envoy/ and validate it with the real Envoy.
+check-envoy: setup build
+    source scripts/tools.sh && cargo test -p paygress-tests --test envoy_configs --locked
+
 # Benchmarks: each prints its numbers beside a baseline measured in the same run.
 bench: setup build
     bash scripts/bench.sh

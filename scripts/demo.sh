@@ -11,14 +11,17 @@ cd "$(dirname "$0")/.."
 # shellcheck source=scripts/tools.sh
 . scripts/tools.sh
 
+# The Envoy configs' defaults (ports, the .wasm path), shared with `just envoy`.
+# shellcheck source=envoy/defaults.env
+. envoy/defaults.env
 MINT_PORT=${PAYGRESS_DEMO_MINT_PORT:-3338}
-VERIFIER_PORT=${PAYGRESS_DEMO_VERIFIER_PORT:-8181}
-UPSTREAM_PORT=${PAYGRESS_DEMO_UPSTREAM_PORT:-8081}
-LISTEN_PORT=${PAYGRESS_DEMO_ENVOY_PORT:-10000}
-ADMIN_PORT=${PAYGRESS_DEMO_ADMIN_PORT:-9901}
+VERIFIER_PORT=${PAYGRESS_DEMO_VERIFIER_PORT:-$VERIFIER_PORT}
+UPSTREAM_PORT=${PAYGRESS_DEMO_UPSTREAM_PORT:-$UPSTREAM_PORT}
+LISTEN_PORT=${PAYGRESS_DEMO_ENVOY_PORT:-$LISTEN_PORT}
+ADMIN_PORT=${PAYGRESS_DEMO_ADMIN_PORT:-$ADMIN_PORT}
 DEMO=${PAYGRESS_DEMO_DIR:-$PWD/.demo}
 PAYGRESS=${PAYGRESS_BIN:-$PWD/target/debug/paygress}
-WASM=$PWD/target/wasm32-wasip1/wasm-release/paygress_filter.wasm
+WASM=$PWD/$WASM_PATH
 MINT_URL="http://127.0.0.1:$MINT_PORT"
 GATEWAY="http://127.0.0.1:$LISTEN_PORT"
 
@@ -49,7 +52,10 @@ cleanup() {
   for pid in "${pids[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
 }
-trap cleanup EXIT INT TERM
+# Ctrl-C (or SIGTERM) is how the demo ends: stop everything, exit 0.
+stop() { cleanup; exit 0; }
+trap cleanup EXIT
+trap stop INT TERM
 
 wait_ok() { # name url log
   for _ in $(seq 1 150); do

