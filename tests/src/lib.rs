@@ -14,6 +14,7 @@
 //!   ([`mint::TestMint`]);
 //! - [`wallet`] is a cdk wallet that pays ([`wallet::TestWallet`]).
 
+pub mod counting_proxy;
 pub mod mint;
 pub mod ports;
 pub mod process;

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use cdk::nuts::{CurrencyUnit, PaymentRequest};
 use cdk::wallet::SendOptions;
 use cdk::Amount;
+use paygress_tests::counting_proxy::CountingProxy;
 use paygress_tests::{MintOptions, TestMint, TestWallet};
 use serde_json::{json, Value};
 use verifier_support::*;
@@ -718,4 +719,493 @@ async fn nginx_mode_carries_the_real_status_in_a_401() {
     .await;
     assert_eq!(a.assert_paid(), PREMIUM);
     assert_eq!(a.header("x-paygress-status"), None);
+}
+
+/// The value of one Prometheus series (`name{labels}` exactly as written),
+/// or `None` when the verifier does not export it.
+fn metric(metrics: &str, series: &str) -> Option<u64> {
+    metrics.lines().find_map(|line| {
+        line.strip_prefix(series)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse()
+            .ok()
+    })
+}
+
+/// The mint's keysets, as it lists them on `/v1/keysets`.
+async fn keyset_infos(wallet: &TestWallet) -> Vec<cdk::nuts::KeySetInfo> {
+    wallet
+        .inner()
+        .mint_connector()
+        .get_mint_keysets()
+        .await
+        .expect("the mint's keysets")
+        .keysets
+}
+
+/// `token` made again (cashuB) after `change` altered its first proof.
+fn forge(
+    token: &str,
+    keysets: &[cdk::nuts::KeySetInfo],
+    change: impl FnOnce(&mut cdk::nuts::Proof),
+) -> String {
+    let parsed = cdk::nuts::Token::from_str(token).expect("a cdk token");
+    let mut proofs = parsed.proofs(keysets).expect("the token's proofs");
+    change(proofs.first_mut().expect("a proof"));
+    cdk::nuts::Token::new(
+        parsed.mint_url().expect("one mint"),
+        proofs,
+        None,
+        parsed.unit().unwrap_or(CurrencyUnit::Sat),
+    )
+    .to_string()
+}
+
+/// The generator G: a valid curve point that is no signature of any mint.
+const G: &str = "0279be667ef9dcbbac55a06295ce870b07029bfcdb2dce28d959f2815b16f81798";
+
+#[tokio::test]
+async fn a_proof_whose_dleq_does_not_verify_is_refused_before_any_swap() {
+    let mint = mint().await;
+    // Everything the verifier (and the payer) asks the mint passes a proxy
+    // that counts the swaps.
+    let proxy = CountingProxy::start(&mint.url());
+    let url = proxy.url();
+    let payer = TestWallet::new(&url).await;
+    payer.fund(500).await;
+    let v = Verifier::start(&config(&url)).await;
+
+    let token = payer.token(PREMIUM).await;
+    let keysets = keyset_infos(&payer).await;
+    let proofs = cdk::nuts::Token::from_str(&token)
+        .expect("token")
+        .proofs(&keysets)
+        .expect("proofs");
+    assert!(
+        proofs.iter().all(|p| p.dleq.is_some()),
+        "cdk sent a token without NUT-12 DLEQ proofs: the test has nothing to forge"
+    );
+    let g = cdk::nuts::PublicKey::from_hex(G).expect("G");
+    let forgeries = [
+        (
+            "C replaced by another curve point, its DLEQ kept",
+            forge(&token, &keysets, |p| p.c = g),
+        ),
+        (
+            "the DLEQ's s replaced",
+            forge(&token, &keysets, |p| {
+                if let Some(dleq) = p.dleq.as_mut() {
+                    dleq.s = cdk::nuts::SecretKey::generate();
+                }
+            }),
+        ),
+        (
+            "the DLEQ's e replaced",
+            forge(&token, &keysets, |p| {
+                if let Some(dleq) = p.dleq.as_mut() {
+                    dleq.e = cdk::nuts::SecretKey::generate();
+                }
+            }),
+        ),
+    ];
+
+    let swaps = proxy.count("POST /v1/swap");
+    for (name, forged) in &forgeries {
+        assert_ne!(forged, &token);
+        let a = pay(&v.auth("/premium"), forged).await;
+        eprintln!("{name}: {} {}", a.status, a.body);
+        a.assert_refused(400, "token_invalid");
+        assert!(
+            a.json()["error"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("DLEQ"),
+            "{name}: {a:?}"
+        );
+    }
+    // Not one swap reached the mint, nothing was refused there, nothing
+    // waits in the verifier's wallet, and the payer's token is untouched.
+    assert_eq!(
+        proxy.count("POST /v1/swap"),
+        swaps,
+        "a forged token was sent to the mint: {:?}",
+        proxy.requests()
+    );
+    assert_eq!(proxy.unreadable(), 0);
+    let metrics = v.metrics().await;
+    assert_eq!(
+        metric(
+            &metrics,
+            &format!("paygress_mint_errors_total{{mint=\"{url}\",kind=\"refused\"}}")
+        ),
+        None,
+        "{metrics}"
+    );
+    assert_eq!(
+        metric(
+            &metrics,
+            "paygress_payments_total{outcome=\"token_invalid\"}"
+        ),
+        Some(3),
+        "{metrics}"
+    );
+    let balance = wallet_balance(&v);
+    assert_eq!(
+        (balance_at(&balance, &url), pending_at(&balance, &url)),
+        (0, 0),
+        "{balance}"
+    );
+    assert!(payer.is_spendable(&token).await);
+
+    // A forged proof that carries no DLEQ can only be judged by the mint:
+    // it goes to the swap, and the mint refuses it.
+    let bare = forge(&token, &keysets, |p| {
+        p.c = g;
+        p.dleq = None;
+    });
+    let a = pay(&v.auth("/premium"), &bare).await;
+    a.assert_refused(400, "token_invalid");
+    assert_eq!(proxy.count("POST /v1/swap"), swaps + 1);
+    let metrics = v.metrics().await;
+    assert_eq!(
+        metric(
+            &metrics,
+            &format!("paygress_mint_errors_total{{mint=\"{url}\",kind=\"refused\"}}")
+        ),
+        Some(1),
+        "{metrics}"
+    );
+
+    // The genuine token, sharing the forgeries' secrets, still pays, once.
+    assert_eq!(
+        pay(&v.auth("/premium"), &token).await.assert_paid(),
+        PREMIUM
+    );
+    assert_eq!(proxy.count("POST /v1/swap"), swaps + 2);
+    let balance = wallet_balance(&v);
+    assert_eq!(
+        (balance_at(&balance, &url), pending_at(&balance, &url)),
+        (PREMIUM, 0),
+        "{balance}"
+    );
+}
+
+/// Sets an existing keyset's `input_fee_ppk` in a stopped cdk-mintd's
+/// SQLite database (python3's sqlite3, as the project's scripts use python3).
+fn set_keyset_fee_in_place(database: &std::path::Path, keyset_id: &str, input_fee_ppk: u64) {
+    let script = "import sqlite3, sys\n\
+                  db = sqlite3.connect(sys.argv[1])\n\
+                  n = db.execute('UPDATE keyset SET input_fee_ppk = ? WHERE id = ?',\n\
+                  \x20   (int(sys.argv[3]), sys.argv[2])).rowcount\n\
+                  db.commit()\n\
+                  print(n)\n";
+    let out = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(database)
+        .arg(keyset_id)
+        .arg(input_fee_ppk.to_string())
+        .output()
+        .unwrap_or_else(|err| panic!("cannot run python3 (install python3): {err}"));
+    assert!(out.status.success(), "{}", describe(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "1",
+        "keyset {keyset_id} not found: {}",
+        describe(&out)
+    );
+}
+
+#[tokio::test]
+async fn a_swap_worth_less_than_the_price_is_refunded() {
+    let mut mint = mint().await;
+    let url = mint.url();
+    let payer = TestWallet::new(&url).await;
+    payer.fund(500).await;
+    // The wallet the refund goes to: empty, and knowing the mint's keys
+    // from before the change (see below).
+    let receiver = TestWallet::new(&url).await;
+    receiver
+        .inner()
+        .fetch_mint_info()
+        .await
+        .expect("receiver: mint info");
+    // No periodic keyset refresh during the test: the verifier keeps the
+    // fee table it loads at start.
+    let v = Verifier::start_with_env(
+        &config(&url),
+        &[("PAYGRESS_RECOVERY_INTERVAL_SECS", "86400")],
+    )
+    .await;
+    let token = payer.token(PREMIUM).await;
+    let second = payer.token(PREMIUM).await;
+    let before = keyset_infos(&payer).await;
+    assert_eq!(before.len(), 1, "{before:?}");
+    let (k1, proofs) = {
+        let k = &before[0];
+        assert!(k.active && k.input_fee_ppk == 0, "{k:?}");
+        let proofs = cdk::nuts::Token::from_str(&token)
+            .expect("token")
+            .proofs(&before)
+            .expect("proofs");
+        (k.id, proofs)
+    };
+    assert!(proofs.iter().all(|p| p.keyset_id == k1));
+
+    // The fee of the keyset the token is in goes from 0 to 1000 ppk. A
+    // configured fee change cannot do that: cdk-mintd 0.18 rotates to a new
+    // keyset with the new fee and keeps the old keyset's fee. So the mint is
+    // stopped, the keyset's fee changed in its database, and the mint
+    // started again (same port, keys and records): it now lists that keyset
+    // inactive with fee 1000 and a new active keyset with the configured 0.
+    mint.stop();
+    set_keyset_fee_in_place(
+        &mint.work_dir().join("cdk-mintd.sqlite"),
+        &k1.to_string(),
+        1000,
+    );
+    mint.restart().await;
+    let after = keyset_infos(&payer).await;
+    let old = after.iter().find(|k| k.id == k1).expect("the old keyset");
+    assert!(!old.active && old.input_fee_ppk == 1000, "{after:?}");
+    assert!(
+        after.iter().any(|k| k.active && k.input_fee_ppk == 0),
+        "{after:?}"
+    );
+
+    // The verifier still holds fee 0 for the token's keyset: the token
+    // passes its checks, the swap takes the mint's fee (1 sat per proof at
+    // 1000 ppk), and what arrives is less than the price. The client gets
+    // it back as a refund token, and nothing is granted.
+    let fee = proofs.len() as u64;
+    let received = PREMIUM - fee;
+    let a = pay(&v.auth("/premium"), &token).await;
+    a.assert_refused(400, "insufficient_amount");
+    assert_eq!(a.header("x-payment-verified"), None);
+    let body = a.json();
+    let refund = body["refund"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no refund in the body: {a:?}"))
+        .to_string();
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains(&format!("gave {received} after its fees")),
+        "{a:?}"
+    );
+    assert!(
+        !payer.is_spendable(&token).await,
+        "the token was not swapped"
+    );
+    // The refund is a token of this mint worth what was received less the
+    // mint's fee for making it: the verifier's proofs are in the new
+    // keyset, which charges nothing, so nothing.
+    let decoded = cdk::nuts::Token::from_str(&refund).expect("the refund is a Cashu token");
+    assert_eq!(decoded.mint_url().expect("one mint").to_string(), url);
+    assert_eq!(decoded.unit(), Some(CurrencyUnit::Sat));
+    assert_eq!(
+        u64::from(decoded.value().expect("refund value")),
+        received,
+        "{refund}"
+    );
+    // The verifier kept nothing: what it received is the refund's, held as
+    // pending (a send not settled) until the mint says it is spent.
+    let balance = wallet_balance(&v);
+    assert_eq!(
+        (balance_at(&balance, &url), pending_at(&balance, &url)),
+        (0, received),
+        "{balance}"
+    );
+    let metrics = v.metrics().await;
+    assert_eq!(
+        metric(&metrics, "paygress_refunds_total"),
+        Some(1),
+        "{metrics}"
+    );
+    assert_eq!(
+        metric(
+            &metrics,
+            "paygress_payments_total{outcome=\"insufficient_amount\"}"
+        ),
+        Some(1),
+        "{metrics}"
+    );
+
+    // The same token again: refused (its keyset's fee is known now), and
+    // no second refund.
+    let a = pay(&v.auth("/premium"), &token).await;
+    a.assert_refused(400, "insufficient_amount");
+    assert!(a.json().get("refund").is_none(), "{a:?}");
+    assert_eq!(
+        metric(&v.metrics().await, "paygress_refunds_total"),
+        Some(1)
+    );
+
+    // Making the refund reloaded the verifier's fee table: another token of
+    // the old keyset is now refused before any swap, and stays the payer's.
+    let a = pay(&v.auth("/premium"), &second).await;
+    a.assert_refused(400, "insufficient_amount");
+    assert!(a.json().get("refund").is_none(), "{a:?}");
+    assert!(
+        payer.is_spendable(&second).await,
+        "a refused token was swapped"
+    );
+
+    // The payer redeems the refund. (A wallet that had never seen the mint
+    // would not get this far: the old keyset's v2 id commits to its old fee,
+    // so the listing no longer verifies for a wallet fetching its keys
+    // anew. That is the database edit's doing, not the verifier's.)
+    receiver
+        .inner()
+        .fetch_mint_info()
+        .await
+        .expect("receiver: the mint's new keyset");
+    assert_eq!(receiver.receive(&refund).await, Amount::from(received));
+    assert!(
+        matches!(
+            receiver.try_receive(&refund).await,
+            Err(cdk::Error::TokenAlreadySpent)
+        ),
+        "a refund pays once"
+    );
+}
+
+/// A token of `mint_url`'s in sat naming a keyset the mint never had.
+fn unknown_keyset_token(mint_url: &str) -> String {
+    let id = format!("00{:014x}", rand::random::<u64>() >> 8);
+    let secret = format!("{:064x}", rand::random::<u128>());
+    cashu_a(&json!({
+        "token": [{"mint": mint_url, "proofs": [
+            {"amount": PREMIUM, "id": id, "secret": secret, "C": G}
+        ]}],
+        "unit": "sat"
+    }))
+}
+
+/// Sends `n` different unknown-keyset tokens at once; returns the answers,
+/// how many keyset requests reached the mint meanwhile, and the time the
+/// flood took.
+async fn flood_unknown_keysets(
+    v: &Arc<Verifier>,
+    proxy: &CountingProxy,
+    mint_url: &str,
+    n: usize,
+) -> (Vec<Answer>, usize, std::time::Duration) {
+    let barrier = Arc::new(tokio::sync::Barrier::new(n));
+    let before = proxy.count(KEYSETS);
+    let started = std::time::Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..n {
+        let v = v.clone();
+        let token = unknown_keyset_token(mint_url);
+        let barrier = barrier.clone();
+        tasks.push(tokio::spawn(async move {
+            barrier.wait().await;
+            pay(&v.auth("/premium"), &token).await
+        }));
+    }
+    let mut answers = Vec::new();
+    for t in tasks {
+        answers.push(t.await.expect("task"));
+    }
+    (answers, proxy.count(KEYSETS) - before, started.elapsed())
+}
+
+const KEYSETS: &str = "GET /v1/keysets";
+/// The verifier's interval between keyset refreshes caused by unknown
+/// keysets (`KEYSET_REFRESH_MIN_INTERVAL` in verifier/src/wallet.rs).
+const REFRESH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The most keyset refreshes the rate limit allows in a flood that took
+/// `took`, `since_last` after the last one: one per interval begun.
+fn refreshes_allowed(since_last: std::time::Duration, took: std::time::Duration) -> usize {
+    let until_due = REFRESH_INTERVAL.saturating_sub(since_last);
+    if took < until_due {
+        0
+    } else {
+        1 + ((took - until_due).as_millis() / REFRESH_INTERVAL.as_millis()) as usize
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn unknown_keysets_cost_the_mint_one_keysets_request_per_interval() {
+    let mint = mint().await;
+    let proxy = CountingProxy::start(&mint.url());
+    let url = proxy.url();
+    let v = Arc::new(
+        Verifier::start_with_env(
+            &config(&url),
+            &[("PAYGRESS_RECOVERY_INTERVAL_SECS", "86400")],
+        )
+        .await,
+    );
+    assert!(proxy.count(KEYSETS) >= 1, "{:?}", proxy.requests());
+    let flood = 64;
+
+    // Right after the verifier's initial load: tokens naming keysets nobody
+    // knows are refused, and the mint is not asked again.
+    let loaded = proxy.last(KEYSETS).expect("the initial load");
+    let since_load = loaded.elapsed();
+    let (answers, fetched, took) = flood_unknown_keysets(&v, &proxy, &url, flood).await;
+    for a in &answers {
+        a.assert_refused(400, "token_invalid");
+    }
+    assert!(
+        fetched <= refreshes_allowed(since_load, took),
+        "{fetched} keyset requests in a flood of {took:?}, {since_load:?} after the last"
+    );
+
+    // Once the interval is over, a flood makes exactly one refresh: the mint
+    // is slow to list its keysets, so the flood's requests wait for that one
+    // refresh together instead of asking again.
+    proxy.hold(KEYSETS, std::time::Duration::from_millis(500));
+    let mut refreshed = false;
+    for _ in 0..3 {
+        let last = proxy.last(KEYSETS).expect("a keyset request");
+        // The verifier counts the interval from the end of its last load,
+        // a little after the request the proxy saw.
+        let due = last + REFRESH_INTERVAL + std::time::Duration::from_secs(2);
+        tokio::time::sleep(due.saturating_duration_since(std::time::Instant::now())).await;
+        let since_last = last.elapsed();
+        let (answers, fetched, took) = flood_unknown_keysets(&v, &proxy, &url, flood).await;
+        for a in &answers {
+            a.assert_refused(400, "token_invalid");
+        }
+        assert!(
+            fetched <= refreshes_allowed(since_last, took),
+            "{fetched} keyset requests in a flood of {took:?}, {since_last:?} after the last"
+        );
+        if fetched >= 1 {
+            refreshed = true;
+            // ... and straight after it, another flood asks nothing.
+            let last = proxy.last(KEYSETS).expect("the refresh");
+            let since_last = last.elapsed();
+            let (answers, fetched, took) = flood_unknown_keysets(&v, &proxy, &url, flood).await;
+            for a in &answers {
+                a.assert_refused(400, "token_invalid");
+            }
+            assert!(
+                fetched <= refreshes_allowed(since_last, took),
+                "{fetched} keyset requests in a flood of {took:?}, {since_last:?} after the last"
+            );
+            break;
+        }
+    }
+    assert!(
+        refreshed,
+        "no flood after the interval refreshed the keysets: {:?}",
+        proxy.requests()
+    );
+    // None of it reached a swap, and the verifier still takes real money.
+    assert_eq!(proxy.count("POST /v1/swap"), 0, "{:?}", proxy.requests());
+    assert_eq!(proxy.unreadable(), 0);
+    let payer = TestWallet::new(&url).await;
+    payer.fund(100).await;
+    let token = payer.token(PREMIUM).await;
+    assert_eq!(
+        pay(&v.auth("/premium"), &token).await.assert_paid(),
+        PREMIUM
+    );
 }
