@@ -52,20 +52,39 @@ pub fn precheck(
     Ok(())
 }
 
+/// Why the input fee of a set of proofs cannot be computed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FeeSumError {
+    /// A proof names a keyset the fee table does not know.
+    UnknownKeyset(String),
+    /// The sum of the fees overflows.
+    Overflow,
+}
+
+impl core::fmt::Display for FeeSumError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            FeeSumError::UnknownKeyset(id) => write!(f, "unknown keyset {id}"),
+            FeeSumError::Overflow => f.write_str("the input fee overflows"),
+        }
+    }
+}
+
 /// The input fee the mint charges for a set of proofs: the sum of each
 /// proof's keyset `input_fee_ppk`, in parts per thousand, rounded up
 /// (NUT-02). `fee_ppk` maps a keyset id to its fee; `None` means the keyset
-/// is unknown. Returns `None` on overflow.
-pub fn input_fee<F>(token: &Token, mut fee_ppk: F) -> Option<Result<u64, String>>
+/// is unknown.
+pub fn input_fee<F>(token: &Token, mut fee_ppk: F) -> Result<u64, FeeSumError>
 where
     F: FnMut(&str) -> Option<u64>,
 {
     let mut sum: u64 = 0;
     for p in &token.proofs {
-        match fee_ppk(&p.keyset_id) {
-            Some(ppk) => sum = sum.checked_add(ppk)?,
-            None => return Some(Err(p.keyset_id.clone())),
-        }
+        let ppk =
+            fee_ppk(&p.keyset_id).ok_or_else(|| FeeSumError::UnknownKeyset(p.keyset_id.clone()))?;
+        sum = sum.checked_add(ppk).ok_or(FeeSumError::Overflow)?;
     }
-    Some(Ok(sum.checked_add(999)? / 1000))
+    sum.checked_add(999)
+        .map(|s| s / 1000)
+        .ok_or(FeeSumError::Overflow)
 }

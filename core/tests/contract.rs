@@ -13,7 +13,7 @@ mod common;
 
 use paygress_core::extract::{self, FoundToken, TokenSource};
 use paygress_core::outcome::{self, ErrorCode, Rejection};
-use paygress_core::precheck;
+use paygress_core::precheck::{self, FeeSumError};
 use paygress_core::token::{self, Token};
 use paygress_core::{headers, payment_request, CompiledConfig, TokenLimits};
 use serde_json::{json, Value};
@@ -258,18 +258,21 @@ fn input_fee_is_per_proof_ppk_rounded_up() {
             _ => None,
         })
     };
-    assert_eq!(fee(0, 0), Some(Ok(0)));
-    assert_eq!(fee(1, 0), Some(Ok(1)));
-    assert_eq!(fee(100, 100), Some(Ok(1)));
-    assert_eq!(fee(400, 300), Some(Ok(1)));
-    assert_eq!(fee(400, 301), Some(Ok(2)));
-    assert_eq!(fee(1000, 1000), Some(Ok(3)));
-    assert_eq!(fee(1000, 1001), Some(Ok(4)));
-    assert_eq!(fee(u64::MAX, 0), None, "overflow is None");
-    assert_eq!(fee(u64::MAX / 2, u64::MAX / 4), None, "overflow is None");
+    assert_eq!(fee(0, 0), Ok(0));
+    assert_eq!(fee(1, 0), Ok(1));
+    assert_eq!(fee(100, 100), Ok(1));
+    assert_eq!(fee(400, 300), Ok(1));
+    assert_eq!(fee(400, 301), Ok(2));
+    assert_eq!(fee(1000, 1000), Ok(3));
+    assert_eq!(fee(1000, 1001), Ok(4));
+    assert_eq!(fee(u64::MAX, 0), Err(FeeSumError::Overflow));
+    assert_eq!(fee(u64::MAX / 2, u64::MAX / 4), Err(FeeSumError::Overflow));
     // An unknown keyset names itself.
     let r = precheck::input_fee(&tok, |id| (id == "00ffd48b8f5ecf80").then_some(1));
-    assert_eq!(r, Some(Err("00ad268c4d1f5826".to_string())));
+    assert_eq!(
+        r,
+        Err(FeeSumError::UnknownKeyset("00ad268c4d1f5826".to_string()))
+    );
 }
 
 #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]

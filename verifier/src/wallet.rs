@@ -22,6 +22,7 @@ use cdk::wallet::types::{
 use cdk::wallet::{SendOptions, Wallet, WalletBuilder};
 use cdk::Amount;
 use cdk_sqlite::WalletSqliteDatabase;
+use paygress_core::precheck::FeeSumError;
 use paygress_core::Token;
 use thiserror::Error;
 use tokio::sync::{Mutex as AsyncMutex, RwLock as AsyncRwLock, RwLockReadGuard};
@@ -332,9 +333,9 @@ impl MintWallet {
             });
         match (fee, problem) {
             (_, Some(problem)) => Err(problem),
-            (Some(Ok(fee)), None) => Ok(fee),
-            (Some(Err(id)), None) => Err(FeeError::UnknownKeyset(id)),
-            (None, None) => Err(FeeError::Overflow),
+            (Ok(fee), None) => Ok(fee),
+            (Err(FeeSumError::UnknownKeyset(id)), None) => Err(FeeError::UnknownKeyset(id)),
+            (Err(FeeSumError::Overflow), None) => Err(FeeError::Overflow),
         }
     }
 
