@@ -20,6 +20,9 @@
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use std::borrow::Cow;
+
+use crate::challenge::Challenge;
 use crate::pricing::{Price, PriceTier};
 use crate::{mint_url, path, MAX_AMOUNT};
 
@@ -198,11 +201,14 @@ impl Config {
                 ));
             }
             validate_amount(&format!("tiers[{i}].amount"), t.amount)?;
+            let challenge =
+                self.challenge(&format!("tiers[{i}].amount"), t.amount, Some(&t.id), &mints)?;
             tiers.push(PriceTier {
                 index: i + 1,
                 id: Some(t.id.clone()),
                 prefix,
                 amount: t.amount,
+                challenge,
             });
         }
         // Longest prefix first, so the first match is the most specific one.
@@ -234,6 +240,8 @@ impl Config {
             ));
         }
 
+        let default_challenge =
+            self.challenge("default_amount", self.default_amount, None, &mints)?;
         Ok(CompiledConfig {
             unit: self.unit.clone(),
             mints,
@@ -244,10 +252,24 @@ impl Config {
                 id: None,
                 prefix: "/".to_string(),
                 amount: self.default_amount,
+                challenge: default_challenge,
             },
             verifier: self.verifier.clone(),
             failure_mode: self.failure_mode,
         })
+    }
+
+    /// The 402 answer of a price, or an error naming the key when no payment
+    /// request can carry it.
+    fn challenge(
+        &self,
+        key: &str,
+        amount: u64,
+        tier: Option<&str>,
+        mints: &[String],
+    ) -> Result<Challenge, ConfigError> {
+        Challenge::new(amount, tier, &self.unit, mints)
+            .ok_or_else(|| invalid(key, amount, "cannot be encoded in a NUT-18 payment request"))
     }
 
     fn compile_mints(&self) -> Result<Vec<String>, ConfigError> {
@@ -410,6 +432,28 @@ impl CompiledConfig {
             Ok(price) => price,
             Err(_) => self.highest_price(),
         }
+    }
+
+    /// The price tier with this [`PriceTier::index`]; the default tier for
+    /// an index out of range.
+    pub fn tier(&self, index: usize) -> &PriceTier {
+        self.tiers
+            .iter()
+            .find(|t| t.index == index)
+            .unwrap_or(&self.default_tier)
+    }
+
+    /// The 402 answer for `amount`: the tier's own when the amount is its
+    /// price, else encoded now (a caller's `X-Required-Amount` raised it).
+    pub fn challenge_for<'a>(
+        &self,
+        tier: &'a PriceTier,
+        amount: u64,
+    ) -> Option<Cow<'a, Challenge>> {
+        if amount == tier.amount {
+            return Some(Cow::Borrowed(&tier.challenge));
+        }
+        Challenge::new(amount, None, &self.unit, &self.mints).map(Cow::Owned)
     }
 
     /// The most expensive price tier.

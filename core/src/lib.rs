@@ -4,6 +4,7 @@
 //! builds for the host and for `wasm32-wasip1` / `wasm32-unknown-unknown`.
 //!
 //! * [`config`] — the configuration schema, its validation and the compiled form.
+//! * [`challenge`] — the 402 answer of a price, encoded once per tier.
 //! * [`pricing`] — path → [`pricing::Price`], by the tier table.
 //! * [`path`] — request-target normalisation used for pricing.
 //! * [`mint_url`] — mint URL normalisation, as cdk does it.
@@ -14,6 +15,7 @@
 //! * [`precheck`] — the checks made before anything is redeemed.
 //! * [`headers`] — header names, in one place.
 
+pub mod challenge;
 pub mod config;
 pub mod extract;
 pub mod headers;
@@ -25,6 +27,7 @@ pub mod precheck;
 pub mod pricing;
 pub mod token;
 
+pub use challenge::Challenge;
 pub use config::{CompiledConfig, Config, ConfigError, FailureMode};
 pub use outcome::{ErrorCode, Rejection};
 pub use pricing::Price;

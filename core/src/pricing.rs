@@ -1,5 +1,7 @@
 //! What a path costs.
 
+use crate::challenge::Challenge;
+
 /// A price tier after compilation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PriceTier {
@@ -12,6 +14,8 @@ pub struct PriceTier {
     pub prefix: String,
     /// The price, in the config's unit.
     pub amount: u64,
+    /// The tier's 402 answer, encoded once.
+    pub challenge: Challenge,
 }
 
 /// The price of a request.

@@ -29,7 +29,7 @@ use paygress_core::headers as h;
 use paygress_core::outcome::{self, ErrorCode, Rejection};
 use paygress_core::precheck;
 use paygress_core::pricing::Price;
-use paygress_core::{payment_request, CompiledConfig, FailureMode, TokenLimits};
+use paygress_core::{Challenge, CompiledConfig, FailureMode, TokenLimits};
 use thiserror::Error;
 
 use crate::metrics::Counter;
@@ -60,31 +60,17 @@ pub enum PluginError {
     /// The configuration is not UTF-8 text.
     #[error("invalid config: the plugin configuration is not UTF-8 text")]
     NotUtf8,
-    /// The configuration broke the schema or a rule; the message names the key.
+    /// The configuration broke the schema or a rule; the message names the
+    /// key (a tier whose 402 cannot be encoded included).
     #[error(transparent)]
     Config(#[from] ConfigError),
-    /// A tier's NUT-18 payment request could not be encoded.
-    #[error("invalid config: cannot encode the payment request of tier {tier}")]
-    PaymentRequest { tier: String },
 }
 
-/// A tier's 402 answer, computed once at configure time.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Challenge {
-    /// The tier's price.
-    pub amount: u64,
-    /// The `X-Cashu` header value: a NUT-18 `creqA` payment request.
-    pub payment_request: String,
-    /// The JSON body.
-    pub body: String,
-}
-
-/// The compiled plugin: the config and everything derived from it once.
+/// The compiled plugin: the config (with each tier's 402 answer, encoded
+/// once by core) and the token limits.
 #[derive(Debug, Clone)]
 pub struct Plugin {
     config: CompiledConfig,
-    /// The 402 answers, by [`PriceTier::index`](paygress_core::pricing::PriceTier).
-    challenges: Vec<Challenge>,
     limits: TokenLimits,
 }
 
@@ -187,38 +173,10 @@ impl Plugin {
         Plugin::new(CompiledConfig::from_json(text)?)
     }
 
-    /// Precomputes each tier's 402 answer for a compiled config.
+    /// The plugin for a compiled config.
     pub fn new(config: CompiledConfig) -> Result<Plugin, PluginError> {
-        let tiers = config.price_tiers();
-        let mut challenges = Vec::with_capacity(tiers.len());
-        for tier in tiers {
-            let tier_name = tier.id.as_deref().unwrap_or("default");
-            // The table is indexed by `PriceTier::index`; core promises the
-            // indexes are 0..n in this order.
-            if tier.index != challenges.len() {
-                return Err(PluginError::PaymentRequest {
-                    tier: format!("{tier_name} (index {} out of order)", tier.index),
-                });
-            }
-            let payment_request = payment_request::encode(tier.amount, &config.unit, &config.mints)
-                .ok_or_else(|| PluginError::PaymentRequest {
-                    tier: tier_name.to_string(),
-                })?;
-            let body = outcome::payment_required_body(
-                tier.amount,
-                &config.unit,
-                &config.mints,
-                tier.id.as_deref(),
-            );
-            challenges.push(Challenge {
-                amount: tier.amount,
-                payment_request,
-                body,
-            });
-        }
         Ok(Plugin {
             config,
-            challenges,
             limits: TokenLimits::default(),
         })
     }
@@ -228,9 +186,9 @@ impl Plugin {
         &self.config
     }
 
-    /// The precomputed 402 answer of a tier, by its index.
+    /// The 402 answer of a tier, by its index (core encodes it once).
     pub fn challenge(&self, tier_index: usize) -> Option<&Challenge> {
-        self.challenges.get(tier_index)
+        (tier_index < self.config.tier_count()).then(|| &self.config.tier(tier_index).challenge)
     }
 
     /// Decides on a request from its headers (pseudo-headers included).
@@ -401,11 +359,7 @@ impl Plugin {
 
     /// The 402 answer of a tier.
     fn payment_required(&self, tier_index: usize) -> LocalReply {
-        let challenge = match self.challenges.get(tier_index) {
-            Some(c) => Cow::Borrowed(c),
-            // Not reachable: every tier has its answer. Compute it anyway.
-            None => Cow::Owned(self.compute_challenge(tier_index)),
-        };
+        let challenge = &self.config.tier(tier_index).challenge;
         LocalReply {
             status: PAYMENT_REQUIRED,
             headers: vec![
@@ -413,26 +367,6 @@ impl Plugin {
                 (CONTENT_TYPE.into(), APPLICATION_JSON.into()),
             ],
             body: challenge.body.clone(),
-        }
-    }
-
-    fn compute_challenge(&self, tier_index: usize) -> Challenge {
-        let amount = self
-            .config
-            .price_tiers()
-            .into_iter()
-            .find(|t| t.index == tier_index)
-            .map_or(self.config.default_amount(), |t| t.amount);
-        Challenge {
-            amount,
-            payment_request: payment_request::encode(amount, &self.config.unit, &self.config.mints)
-                .unwrap_or_default(),
-            body: outcome::payment_required_body(
-                amount,
-                &self.config.unit,
-                &self.config.mints,
-                None,
-            ),
         }
     }
 

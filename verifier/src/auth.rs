@@ -52,7 +52,12 @@ pub enum Decision {
     /// Let through: a free path, or a paid one whose token was redeemed.
     Allow(Grant),
     /// No token on a paid path.
-    PaymentRequired { amount: u64, tier: Option<String> },
+    PaymentRequired {
+        amount: u64,
+        /// The [`PriceTier::index`](paygress_core::pricing::PriceTier) of
+        /// the tier that priced the path (its 402 is encoded once).
+        tier_index: usize,
+    },
     /// A token that cannot pay, or a mint or verifier that cannot redeem.
     Refuse(AuthError),
 }
@@ -123,21 +128,20 @@ pub fn original_request(
 }
 
 /// The price of the original request: the highest among the prices of every
-/// target its sources name (each at its highest reading), with the tier
-/// that set it. A target whose authority cannot be read one way is refused.
-pub fn price_of(
-    config: &CompiledConfig,
+/// target its sources name (each at its highest reading); free only when
+/// every target is. A target whose authority cannot be read one way is
+/// refused.
+pub fn price_of<'c>(
+    config: &'c CompiledConfig,
     original: &OriginalRequest,
-) -> Result<(u64, Option<String>), AuthError> {
-    let mut best: (u64, Option<String>) = (0, None);
+) -> Result<Price<'c>, AuthError> {
+    let mut best = Price::Free;
     for target in std::iter::once(&original.target).chain(original.others.iter()) {
         let price = config
             .try_price(target)
             .map_err(|e| AuthError::MalformedRequest(e.to_string()))?;
-        if let Price::Paid(t) = price {
-            if t.amount > best.0 {
-                best = (t.amount, t.id.clone());
-            }
+        if price.amount() > best.amount() {
+            best = price;
         }
     }
     Ok(best)
@@ -234,24 +238,23 @@ async fn decide_for(
     headers: &HeaderMap,
 ) -> Decision {
     let config = &state.settings.config;
-    let (own_amount, own_tier) = match price_of(config, original) {
-        Ok(price) => price,
+    let own = match price_of(config, original) {
+        Ok(Price::Paid(tier)) => tier,
+        Ok(Price::Free) => return Decision::Allow(Grant { payment: None }),
         Err(e) => return Decision::Refuse(e),
     };
+    // A caller's X-Required-Amount raises the price (then no tier set it).
     let (price, tier) = match required_amount(headers) {
-        Some(required) if required > own_amount => (required, None),
-        _ => (own_amount, own_tier),
+        Some(required) if required > own.amount => (required, None),
+        _ => (own.amount, own.id.clone()),
     };
-    if price == 0 {
-        return Decision::Allow(Grant { payment: None });
-    }
 
     let raw = match find_token(headers) {
         Ok(Some(raw)) => raw,
         Ok(None) => {
             return Decision::PaymentRequired {
                 amount: price,
-                tier,
+                tier_index: own.index,
             }
         }
         Err(e) => return Decision::Refuse(e),
@@ -462,7 +465,10 @@ mod tests {
         let get = Method::GET;
         let price = |uri: &str, pairs: &[(&str, &str)]| {
             let o = original_request(&get, &uri.parse().unwrap(), &headers(pairs)).unwrap();
-            price_of(&config, &o)
+            price_of(&config, &o).map(|p| match p {
+                Price::Free => (0, None),
+                Price::Paid(t) => (t.amount, t.id.clone()),
+            })
         };
         assert_eq!(price("/auth/free", &[]), Ok((0, None)));
         assert_eq!(

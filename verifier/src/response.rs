@@ -15,7 +15,6 @@ use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode, Uri};
 use axum::response::Response;
 use paygress_core::headers as h;
 use paygress_core::outcome::payment_required_body;
-use paygress_core::payment_request;
 use paygress_core::CompiledConfig;
 
 use crate::auth::{Decision, Grant};
@@ -27,13 +26,18 @@ pub const X_PAYGRESS_MODE: &str = "x-paygress-mode";
 pub fn decision_response(decision: &Decision, config: &CompiledConfig) -> Response {
     match decision {
         Decision::Allow(grant) => grant_response(grant),
-        Decision::PaymentRequired { amount, tier } => {
-            let body = payment_required_body(*amount, &config.unit, &config.mints, tier.as_deref());
-            let mut r = json_response(StatusCode::PAYMENT_REQUIRED, body);
-            if let Some(creq) = payment_request::encode(*amount, &config.unit, &config.mints) {
-                insert(r.headers_mut(), h::X_CASHU, &creq);
+        Decision::PaymentRequired { amount, tier_index } => {
+            match config.challenge_for(config.tier(*tier_index), *amount) {
+                Some(challenge) => {
+                    let mut r = json_response(StatusCode::PAYMENT_REQUIRED, challenge.body.clone());
+                    insert(r.headers_mut(), h::X_CASHU, &challenge.payment_request);
+                    r
+                }
+                None => json_response(
+                    StatusCode::PAYMENT_REQUIRED,
+                    payment_required_body(*amount, &config.unit, &config.mints, None),
+                ),
             }
-            r
         }
         Decision::Refuse(err) => {
             let status = StatusCode::from_u16(err.status()).unwrap_or(StatusCode::BAD_REQUEST);
@@ -119,8 +123,11 @@ pub fn with_body_header(mut response: Response, body_text: &str) -> Response {
 pub fn decision_body(decision: &Decision, config: &CompiledConfig) -> String {
     match decision {
         Decision::Allow(_) => String::new(),
-        Decision::PaymentRequired { amount, tier } => {
-            payment_required_body(*amount, &config.unit, &config.mints, tier.as_deref())
+        Decision::PaymentRequired { amount, tier_index } => {
+            match config.challenge_for(config.tier(*tier_index), *amount) {
+                Some(challenge) => challenge.body.clone(),
+                None => payment_required_body(*amount, &config.unit, &config.mints, None),
+            }
         }
         Decision::Refuse(err) => err.body(),
     }
@@ -194,7 +201,7 @@ mod tests {
         let c = config();
         let d = Decision::PaymentRequired {
             amount: 1000,
-            tier: None,
+            tier_index: 0,
         };
         let plain = respond(&d, &c, false);
         assert_eq!(plain.status(), StatusCode::PAYMENT_REQUIRED);

@@ -1,0 +1,32 @@
+//! The 402 answer of a price: the NUT-18 payment request for `X-Cashu` and
+//! the JSON body, encoded once per tier when the config is compiled, and
+//! shared by the filter and the verifier.
+
+use crate::outcome::payment_required_body;
+use crate::payment_request;
+
+/// A `402 Payment Required` answer, ready to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Challenge {
+    /// The price.
+    pub amount: u64,
+    /// The `X-Cashu` header value: a NUT-18 `creqA` payment request
+    /// (amount, unit, accepted mints; no transport).
+    pub payment_request: String,
+    /// The JSON body:
+    /// `{"error":"Payment Required","amount":…,"unit":…,"mints":[…]}`, with
+    /// `"tier"` when a tier set the price.
+    pub body: String,
+}
+
+impl Challenge {
+    /// Encodes the answer for `amount` (`None` when no payment request can
+    /// carry it: an amount or a mint list out of NUT-18's range).
+    pub fn new(amount: u64, tier: Option<&str>, unit: &str, mints: &[String]) -> Option<Challenge> {
+        Some(Challenge {
+            amount,
+            payment_request: payment_request::encode(amount, unit, mints)?,
+            body: payment_required_body(amount, unit, mints, tier),
+        })
+    }
+}
