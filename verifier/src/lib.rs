@@ -9,29 +9,34 @@
 //! * [`config`] — the config file, environment overrides, verifier settings;
 //! * [`seed`] — the wallet seed (data dir file, mode 0600, or `PAYGRESS_MNEMONIC`);
 //! * [`wallet`] — one cdk wallet per accepted mint, keysets and fees, settlement;
-//! * [`auth`] — the `/auth` decision: original request, price, token, checks;
+//! * [`decision`] — the `/auth` request and answer as types, and the price;
+//! * [`verifier`] — the verifier's state and its decision, with no HTTP;
+//! * [`ingress`] — how each proxy asks (`/auth` inputs) and wants the answer
+//!   (NGINX mode, Envoy's header removal);
+//! * [`background`] — per-mint readiness, settlement and keyset refresh;
 //! * [`redeem`] — the swap, once per token, within the request's deadline;
 //! * [`ledger`] — what became of each token (swapping, credited, granted),
 //!   on disk, so that a timeout or a crash loses no payment;
 //! * [`files`] — the data dir's permissions (0700, files 0600);
 //! * [`error`] — the one refusal type, mapped to core's codes;
-//! * [`response`] — decisions as HTTP responses, and the NGINX mode;
 //! * [`metrics`] — Prometheus text;
-//! * [`server`] — the axum service and its graceful shutdown;
+//! * [`server`] — the axum routes and the graceful shutdown;
 //! * [`commands`] — `wallet`, `token decode`, `pay`;
 //! * [`ids`] — fingerprints of tokens (lock keys, payer ids, log ids).
 
-pub mod auth;
+pub mod background;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod decision;
 pub mod error;
 pub mod files;
 pub mod ids;
+pub mod ingress;
 pub mod ledger;
 pub mod metrics;
 pub mod redeem;
-pub mod response;
 pub mod seed;
 pub mod server;
+pub mod verifier;
 pub mod wallet;

@@ -1,5 +1,5 @@
-//! `paygress serve`: the axum service (`/auth`, `/auth/*`, `/healthz`,
-//! `/readyz`, `/metrics`), its background work, and a graceful shutdown.
+//! `paygress serve`: the axum routes (`/auth`, `/auth/*`, `/healthz`,
+//! `/readyz`, `/metrics`) over an `Arc<Verifier>`, and a graceful shutdown.
 //!
 //! On SIGTERM (or SIGINT) the verifier stops accepting connections and
 //! refuses new redemptions (503 `verifier_unavailable`, `/readyz` 503), lets
@@ -7,9 +7,8 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
@@ -18,71 +17,18 @@ use axum::routing::{any, get};
 use axum::Router;
 use thiserror::Error;
 use tokio::net::TcpListener;
-use tokio_util::task::TaskTracker;
 
-use crate::auth::{self, Decision};
+use crate::background;
 use crate::config::{self, Settings};
-use crate::ledger::Ledger;
-use crate::metrics::Metrics;
-use crate::redeem::Redeemer;
-use crate::response;
-use crate::seed;
-use crate::wallet::{MintWallet, WalletError, Wallets};
-
-/// Everything the handlers share.
-#[derive(Debug)]
-pub struct AppState {
-    pub settings: Settings,
-    pub wallets: Wallets,
-    pub redeemer: Redeemer,
-    pub metrics: Arc<Metrics>,
-    pub tracker: TaskTracker,
-    draining: AtomicBool,
-}
-
-impl AppState {
-    pub fn new(settings: Settings, wallets: Wallets, ledger: Ledger) -> Self {
-        let metrics = Arc::new(Metrics::new());
-        for m in wallets.all() {
-            metrics.mint_ready(&m.url, false);
-        }
-        AppState {
-            redeemer: Redeemer::new(
-                metrics.clone(),
-                settings.mint_timeout,
-                ledger,
-                settings.max_redemptions,
-            ),
-            settings,
-            wallets,
-            metrics,
-            tracker: TaskTracker::new(),
-            draining: AtomicBool::new(false),
-        }
-    }
-
-    /// Whether shutdown has begun (no new redemptions).
-    pub fn is_draining(&self) -> bool {
-        self.draining.load(Ordering::Acquire)
-    }
-
-    /// Begins the shutdown.
-    pub fn start_draining(&self) {
-        self.draining.store(true, Ordering::Release);
-    }
-}
+use crate::decision::{Decision, Grant};
+use crate::ingress;
+use crate::verifier::{OpenError, Verifier};
 
 /// Why `serve` stopped with an error.
 #[derive(Debug, Error)]
 pub enum ServeError {
     #[error(transparent)]
-    Seed(#[from] seed::SeedError),
-    #[error(transparent)]
-    Wallet(#[from] WalletError),
-    #[error(transparent)]
-    Ledger(#[from] crate::ledger::LedgerError),
-    #[error(transparent)]
-    Permissions(#[from] crate::files::PermissionError),
+    Open(#[from] OpenError),
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: SocketAddr,
@@ -93,7 +39,7 @@ pub enum ServeError {
 }
 
 /// The router.
-pub fn router(state: Arc<AppState>) -> Router {
+pub fn router(state: Arc<Verifier>) -> Router {
     Router::new()
         .route("/auth", any(auth_handler))
         .route("/auth/", any(auth_handler))
@@ -105,14 +51,18 @@ pub fn router(state: Arc<AppState>) -> Router {
 }
 
 async fn auth_handler(
-    State(state): State<Arc<AppState>>,
+    State(state): State<Arc<Verifier>>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
 ) -> Response {
     let started = Instant::now();
-    let nginx = response::wants_nginx_mode(&uri, &headers);
-    let (decision, original) = auth::decide(&state, &method, &uri, &headers).await;
+    let nginx = ingress::wants_nginx_mode(&uri, &headers);
+    let (decision, original) =
+        match ingress::read_request(&method, &uri, &headers, state.settings.deadline) {
+            Ok(request) => (state.decide(&request).await, Some(request.original)),
+            Err(e) => (Decision::Refuse(e), None),
+        };
     let outcome = match &decision {
         Decision::Allow(g) if g.payment.is_some() => "paid",
         Decision::Allow(_) => "free",
@@ -120,7 +70,7 @@ async fn auth_handler(
         Decision::Refuse(e) => e.code().as_str(),
     };
     state.metrics.payment(outcome);
-    if let Decision::Allow(auth::Grant { payment: Some(p) }) = &decision {
+    if let Decision::Allow(Grant { payment: Some(p) }) = &decision {
         state.metrics.received(
             p.tier.as_deref().unwrap_or("default"),
             &p.mint,
@@ -150,9 +100,9 @@ async fn auth_handler(
             ms = started.elapsed().as_millis() as u64, "auth"
         ),
     }
-    let mut response = response::respond(&decision, &state.settings.config, nginx);
+    let mut response = ingress::respond(&decision, &state.settings.config, nginx);
     if matches!(decision, Decision::Allow(_)) {
-        response::ask_envoy_to_remove_token(response.headers_mut(), &headers);
+        ingress::ask_envoy_to_remove_token(response.headers_mut(), &headers);
     }
     response
 }
@@ -161,7 +111,7 @@ async fn healthz() -> &'static str {
     "ok\n"
 }
 
-async fn readyz(State(state): State<Arc<AppState>>) -> Response {
+async fn readyz(State(state): State<Arc<Verifier>>) -> Response {
     let waiting: Vec<&str> = state
         .wallets
         .all()
@@ -188,42 +138,13 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     r
 }
 
-async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+async fn metrics(State(state): State<Arc<Verifier>>) -> Response {
     let mut r = state.metrics.render().into_response();
     r.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
     );
     r
-}
-
-/// Opens the seed and the wallets for `serve`.
-pub async fn build_state(
-    settings: Settings,
-    data_dir: &std::path::Path,
-    env_mnemonic: Option<&str>,
-) -> Result<Arc<AppState>, ServeError> {
-    let (seed, origin) = seed::load_or_create(data_dir, env_mnemonic)?;
-    let replica = seed::replica_from_env(data_dir)?;
-    tracing::info!(
-        data_dir = %data_dir.display(),
-        seed = ?origin,
-        replica = %replica.id,
-        replica_from = replica.origin,
-        replica_history = ?replica.history,
-        "wallet seed"
-    );
-    let seed = seed::replica_seed(&seed, &replica.id);
-    let wallets = Wallets::open(
-        data_dir,
-        &settings.config.mints,
-        &settings.config.unit,
-        seed,
-    )
-    .await?;
-    let ledger = Ledger::open(data_dir)?;
-    crate::files::secure_data_dir(data_dir)?;
-    Ok(Arc::new(AppState::new(settings, wallets, ledger)))
 }
 
 /// Runs the verifier until SIGTERM/SIGINT.
@@ -238,7 +159,7 @@ pub async fn serve(
         env!("CARGO_PKG_VERSION"),
         config::summary(&settings)
     );
-    let state = build_state(settings, &data_dir, env_mnemonic.as_deref()).await?;
+    let state = Verifier::open(settings, &data_dir, env_mnemonic.as_deref()).await?;
     let listener = TcpListener::bind(listen)
         .await
         .map_err(|source| ServeError::Listen {
@@ -248,7 +169,7 @@ pub async fn serve(
     let local = listener.local_addr().unwrap_or(listen);
     tracing::info!(listen = %local, "serving /auth, /healthz, /readyz, /metrics");
 
-    let background = spawn_background(state.clone());
+    let background = background::spawn(state.clone());
     let grace = state.settings.shutdown_grace;
     let signal_state = state.clone();
     let (stopped_tx, stopped_rx) = tokio::sync::watch::channel(false);
@@ -300,73 +221,5 @@ async fn wait_for_signal() {
         _ => {
             let _ = tokio::signal::ctrl_c().await;
         }
-    }
-}
-
-/// Loads every mint's metadata (retrying until it answers), settles
-/// unfinished redemptions at start, then settles and refreshes keysets
-/// every recovery interval.
-pub fn spawn_background(state: Arc<AppState>) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut tasks = tokio::task::JoinSet::new();
-        for mint in state.wallets.all() {
-            let mint = mint.clone();
-            let state = state.clone();
-            tasks.spawn(async move { mint_loop(state, mint).await });
-        }
-        while tasks.join_next().await.is_some() {}
-    })
-}
-
-async fn mint_loop(state: Arc<AppState>, mint: Arc<MintWallet>) {
-    let timeout = state.settings.mint_timeout.max(Duration::from_secs(5));
-    let mut backoff = Duration::from_millis(250);
-    loop {
-        if !mint.is_ready() {
-            match tokio::time::timeout(timeout, mint.load_metadata()).await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => {
-                    tracing::warn!(mint = %mint.url, error = %e, "mint not answering yet");
-                    state.metrics.mint_error(&mint.url, "unreachable");
-                }
-                Err(_) => {
-                    tracing::warn!(mint = %mint.url, "mint not answering yet (timeout)");
-                    state.metrics.mint_error(&mint.url, "timeout");
-                }
-            }
-        }
-        if mint.is_ready() {
-            break;
-        }
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_secs(10));
-    }
-    state.metrics.mint_ready(&mint.url, true);
-    tracing::info!(mint = %mint.url, "mint ready");
-    settle(&state, &mint).await;
-    let mut interval = tokio::time::interval(state.settings.recovery_interval);
-    interval.tick().await;
-    loop {
-        interval.tick().await;
-        settle(&state, &mint).await;
-        if let Ok(Err(e)) = tokio::time::timeout(timeout, mint.load_metadata()).await {
-            tracing::warn!(mint = %mint.url, error = %e, "cannot refresh the mint's keysets");
-            state.metrics.mint_error(&mint.url, "unreachable");
-        }
-    }
-}
-
-async fn settle(state: &AppState, mint: &MintWallet) {
-    let timeout = state.settings.mint_timeout.max(Duration::from_secs(5)) * 4;
-    match tokio::time::timeout(timeout, mint.settle()).await {
-        Ok(Ok(s)) if s.released > 0 || s.compensated > 0 => {
-            tracing::info!(mint = %mint.url, ?s, "settled unfinished operations")
-        }
-        Ok(Ok(s)) => tracing::debug!(mint = %mint.url, ?s, "settlement pass"),
-        Ok(Err(e)) => {
-            tracing::warn!(mint = %mint.url, error = %e, "cannot settle unfinished operations");
-            state.metrics.mint_error(&mint.url, "unreachable");
-        }
-        Err(_) => tracing::warn!(mint = %mint.url, "settling unfinished operations timed out"),
     }
 }

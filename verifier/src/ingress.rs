@@ -1,0 +1,561 @@
+//! Everything ingress-specific, in one place: how each proxy hands the
+//! verifier the request it asks about, and how each wants the answer.
+//!
+//! **Reading** ([`read_request`]): the original request comes from the path
+//! after `/auth` (Envoy ext_authz `path_prefix`), `X-Original-URL` /
+//! `X-Original-Method` (NGINX), and `X-Forwarded-Uri` / `-Method` / `-Host`
+//! (Traefik, the filter's callout); every source present is priced. The
+//! token from `X-Cashu`, `Authorization: Cashu` or `Authorization: Bearer`
+//! (paygress-core's `extract`); `X-Required-Amount`; the deadline from
+//! `X-Paygress-Deadline-Ms`.
+//!
+//! **Answering**: statuses come from paygress-core only
+//! ([`paygress_core::ErrorCode::status`] through [`AuthError::status`]; 402
+//! for a missing payment).
+//!
+//! * **NGINX mode** (`X-Paygress-Mode: nginx` or `?mode=nginx` on the
+//!   `/auth` request): NGINX's `auth_request` turns every status but
+//!   2xx/401/403 into 500, so any answer but 200 is sent as `401` carrying
+//!   the real status in `X-Paygress-Status` and the JSON body in
+//!   `X-Paygress-Body` (non-ASCII escaped as `\uXXXX`), with `X-Cashu` kept;
+//!   an `error_page` location turns it back into the real 402 or 400.
+//! * **Envoy ext_authz**: a grant names the token headers in
+//!   `x-envoy-auth-headers-to-remove`, so the token never goes upstream.
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
+use axum::response::Response;
+use paygress_core::extract::{self, FoundToken};
+use paygress_core::headers as h;
+use paygress_core::outcome::payment_required_body;
+use paygress_core::{CompiledConfig, TokenLimits};
+
+use crate::decision::{AuthRequest, Decision, Grant, OriginalRequest};
+use crate::error::AuthError;
+
+/// The longest `X-Original-URL` / `X-Forwarded-Uri` read, in bytes.
+pub const MAX_TARGET_LEN: usize = 8 * 1024;
+
+/// Reads an `/auth` request. `default_deadline` applies when the caller
+/// names none.
+pub fn read_request(
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    default_deadline: Duration,
+) -> Result<AuthRequest, AuthError> {
+    Ok(AuthRequest {
+        original: original_request(method, uri, headers)?,
+        token: find_token(headers),
+        required_amount: required_amount(headers),
+        deadline: deadline_of(headers, default_deadline),
+    })
+}
+
+/// Reads the original request from the `/auth` request.
+pub fn original_request(
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+) -> Result<OriginalRequest, AuthError> {
+    let host = header_str(headers, h::X_FORWARDED_HOST, MAX_TARGET_LEN)?.map(str::to_string);
+    // Every source present, in order of precedence: the path after /auth,
+    // NGINX's pair, then Traefik's (and the filter's callout).
+    let mut found: Vec<(&'static str, String, String)> = Vec::new();
+    if let Some(suffix) = uri.path().strip_prefix("/auth") {
+        if suffix.starts_with('/') && suffix.len() > 1 {
+            found.push(("path", suffix.to_string(), method.as_str().to_string()));
+        }
+    }
+    for (target_header, method_header) in [
+        (h::X_ORIGINAL_URL, h::X_ORIGINAL_METHOD),
+        (h::X_FORWARDED_URI, h::X_FORWARDED_METHOD),
+    ] {
+        if let Some(target) = header_str(headers, target_header, MAX_TARGET_LEN)? {
+            let method = header_str(headers, method_header, 64)?
+                .unwrap_or(method.as_str())
+                .to_string();
+            found.push((target_header, target.to_string(), method));
+        }
+    }
+    let mut found = found.into_iter();
+    let Some((source, target, method)) = found.next() else {
+        return Ok(OriginalRequest {
+            method: method.as_str().to_string(),
+            target: "/".into(),
+            host,
+            source: "none",
+            others: Vec::new(),
+        });
+    };
+    Ok(OriginalRequest {
+        method,
+        target,
+        host,
+        source,
+        others: found.map(|(_, target, _)| target).collect(),
+    })
+}
+
+/// A header as text: `None` when absent, 400 when it is not printable ASCII,
+/// too long, or repeated.
+fn header_str<'a>(
+    headers: &'a HeaderMap,
+    name: &str,
+    max_len: usize,
+) -> Result<Option<&'a str>, AuthError> {
+    let mut values = headers.get_all(name).iter();
+    let Some(first) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(AuthError::MalformedHeader(format!(
+            "more than one {name} header"
+        )));
+    }
+    readable(name, first, max_len).map(Some)
+}
+
+fn readable<'a>(name: &str, value: &'a HeaderValue, max_len: usize) -> Result<&'a str, AuthError> {
+    if value.len() > max_len {
+        return Err(AuthError::MalformedHeader(format!(
+            "{name} header is {} bytes, more than the {max_len} accepted",
+            value.len()
+        )));
+    }
+    value
+        .to_str()
+        .map_err(|_| AuthError::MalformedHeader(format!("{name} header is not printable ASCII")))
+}
+
+/// A caller's `X-Required-Amount`, if it is a valid amount (an invalid one
+/// is ignored: it could only have raised the price).
+fn required_amount(headers: &HeaderMap) -> Option<u64> {
+    let value = headers.get(h::X_REQUIRED_AMOUNT)?;
+    match value
+        .to_str()
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok())
+    {
+        Some(n) if n <= paygress_core::MAX_AMOUNT => Some(n),
+        _ => {
+            tracing::warn!("ignoring an X-Required-Amount that is not an amount");
+            None
+        }
+    }
+}
+
+/// Finds the token: `X-Cashu` first, then a Cashu `Authorization`.
+fn find_token(headers: &HeaderMap) -> Result<Option<String>, AuthError> {
+    let limit = TokenLimits::DEFAULT_MAX_LEN.saturating_mul(4);
+    let x_cashu = header_str(headers, h::X_CASHU, limit)?;
+    let mut auth_token: Option<&str> = None;
+    for value in headers.get_all(h::AUTHORIZATION) {
+        let Ok(text) = value.to_str() else {
+            continue;
+        };
+        if extract::is_cashu_authorization(text) {
+            if auth_token.is_some() {
+                return Err(AuthError::MalformedHeader(
+                    "more than one Cashu Authorization header".into(),
+                ));
+            }
+            readable(h::AUTHORIZATION, value, limit)?;
+            auth_token = Some(text);
+        }
+    }
+    Ok(extract::find_token(x_cashu, auth_token).map(|FoundToken { token, .. }| token.to_string()))
+}
+
+/// The deadline of an `/auth` request: what the caller says it waits
+/// (`X-Paygress-Deadline-Ms`, the filter's callout timeout), less a margin
+/// for the answer's way back, else the configured default.
+pub fn deadline_of(headers: &HeaderMap, default: Duration) -> Duration {
+    let named = headers
+        .get(h::X_PAYGRESS_DEADLINE_MS)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(|ms| Duration::from_millis(ms.min(600_000)));
+    match named {
+        Some(d) => {
+            let margin = (d / 10).max(Duration::from_millis(100));
+            d.saturating_sub(margin)
+        }
+        None => default,
+    }
+}
+
+/// The header that asks for the NGINX mode.
+pub const X_PAYGRESS_MODE: &str = "x-paygress-mode";
+
+/// The response to an `/auth` decision.
+pub fn decision_response(decision: &Decision, config: &CompiledConfig) -> Response {
+    match decision {
+        Decision::Allow(grant) => grant_response(grant),
+        Decision::PaymentRequired { amount, tier_index } => {
+            match config.challenge_for(config.tier(*tier_index), *amount) {
+                Some(challenge) => {
+                    let mut r = json_response(StatusCode::PAYMENT_REQUIRED, challenge.body.clone());
+                    insert(r.headers_mut(), h::X_CASHU, &challenge.payment_request);
+                    r
+                }
+                None => json_response(
+                    StatusCode::PAYMENT_REQUIRED,
+                    payment_required_body(*amount, &config.unit, &config.mints, None),
+                ),
+            }
+        }
+        Decision::Refuse(err) => {
+            let status = StatusCode::from_u16(err.status()).unwrap_or(StatusCode::BAD_REQUEST);
+            let mut r = json_response(status, err.body());
+            if let Some(seconds) = err.retry_after() {
+                if let Ok(v) = HeaderValue::from_str(&seconds.to_string()) {
+                    r.headers_mut().insert(header::RETRY_AFTER, v);
+                }
+            }
+            r
+        }
+    }
+}
+
+fn grant_response(grant: &Grant) -> Response {
+    let mut r = Response::new(Body::empty());
+    *r.status_mut() = StatusCode::OK;
+    if let Some(p) = &grant.payment {
+        let headers = r.headers_mut();
+        insert(headers, h::X_PAYMENT_VERIFIED, "true");
+        insert(headers, h::X_PAYMENT_AMOUNT, &p.amount.to_string());
+        if let Some(tier) = &p.tier {
+            insert(headers, h::X_PAYMENT_TIER, tier);
+        }
+        insert(headers, h::X_USER_ID, &p.user_id);
+    }
+    r
+}
+
+fn json_response(status: StatusCode, body: String) -> Response {
+    let mut r = Response::new(Body::from(body));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+fn insert(headers: &mut HeaderMap, name: &'static str, value: &str) {
+    if let Ok(v) = HeaderValue::from_str(value) {
+        headers.insert(HeaderName::from_static(name), v);
+    }
+}
+
+/// Whether the `/auth` request asks for the NGINX mode.
+pub fn wants_nginx_mode(uri: &Uri, headers: &HeaderMap) -> bool {
+    let by_header = headers
+        .get(X_PAYGRESS_MODE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("nginx"));
+    let by_query = uri
+        .query()
+        .is_some_and(|q| q.split('&').any(|kv| kv.eq_ignore_ascii_case("mode=nginx")));
+    by_header || by_query
+}
+
+/// The NGINX mode: any answer but 200 becomes a 401 that carries the real
+/// status and body in headers (and keeps `X-Cashu`).
+pub fn nginx_mode(response: Response) -> Response {
+    if response.status() == StatusCode::OK {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let real = parts.status;
+    parts.status = StatusCode::UNAUTHORIZED;
+    insert(&mut parts.headers, h::X_PAYGRESS_STATUS, real.as_str());
+    Response::from_parts(parts, body)
+}
+
+/// Adds the body, made header-safe, as `X-Paygress-Body` (the body is known
+/// here as text, before it becomes a stream).
+pub fn with_body_header(mut response: Response, body_text: &str) -> Response {
+    insert(
+        response.headers_mut(),
+        h::X_PAYGRESS_BODY,
+        &ascii_json(body_text),
+    );
+    response
+}
+
+/// The body text of a decision's response (what `X-Paygress-Body` carries).
+pub fn decision_body(decision: &Decision, config: &CompiledConfig) -> String {
+    match decision {
+        Decision::Allow(_) => String::new(),
+        Decision::PaymentRequired { amount, tier_index } => {
+            match config.challenge_for(config.tier(*tier_index), *amount) {
+                Some(challenge) => challenge.body.clone(),
+                None => payment_required_body(*amount, &config.unit, &config.mints, None),
+            }
+        }
+        Decision::Refuse(err) => err.body(),
+    }
+}
+
+/// JSON text with every non-ASCII or control character as a `\uXXXX` escape
+/// (still the same JSON value), so that it fits in a header.
+pub fn ascii_json(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_ascii() && !c.is_ascii_control() {
+            out.push(c);
+        } else {
+            let mut units = [0u16; 2];
+            for unit in c.encode_utf16(&mut units) {
+                out.push_str(&format!("\\u{unit:04x}"));
+            }
+        }
+    }
+    out
+}
+
+/// Envoy's ext_authz removes the request headers that an OK check response
+/// names in this header before the request goes upstream.
+pub const X_ENVOY_AUTH_HEADERS_TO_REMOVE: &str = "x-envoy-auth-headers-to-remove";
+
+/// On a grant, names the request's token headers (`X-Cashu`, and a Cashu
+/// `Authorization`) in `x-envoy-auth-headers-to-remove`, so that Envoy and
+/// Istio ext_authz keep the token from the upstream without any route
+/// configuration. Other proxies ignore the header.
+pub fn ask_envoy_to_remove_token(response: &mut HeaderMap, request: &HeaderMap) {
+    let mut names: Vec<&str> = Vec::with_capacity(2);
+    if request.contains_key(h::X_CASHU) {
+        names.push(h::X_CASHU);
+    }
+    let cashu_auth = request
+        .get_all(header::AUTHORIZATION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(paygress_core::extract::is_cashu_authorization);
+    if cashu_auth {
+        names.push(h::AUTHORIZATION);
+    }
+    if !names.is_empty() {
+        insert(response, X_ENVOY_AUTH_HEADERS_TO_REMOVE, &names.join(","));
+    }
+}
+
+/// The `/auth` response for a decision, in NGINX mode when asked.
+pub fn respond(decision: &Decision, config: &CompiledConfig, nginx: bool) -> Response {
+    let response = decision_response(decision, config);
+    if nginx && response.status() != StatusCode::OK {
+        let body = decision_body(decision, config);
+        with_body_header(nginx_mode(response), &body)
+    } else {
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decision::price_of;
+    use paygress_core::pricing::Price;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (k, v) in pairs {
+            map.append(
+                axum::http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        map
+    }
+
+    #[test]
+    fn the_original_request_comes_from_the_first_style_present() {
+        let get = Method::GET;
+        let o = original_request(
+            &get,
+            &"/auth/premium/x?q=1".parse().unwrap(),
+            &headers(&[("x-original-url", "/free")]),
+        )
+        .unwrap();
+        assert_eq!((o.source, o.target.as_str()), ("path", "/premium/x"));
+
+        let o = original_request(
+            &get,
+            &"/auth".parse().unwrap(),
+            &headers(&[
+                ("x-original-url", "https://h/premium?x"),
+                ("x-original-method", "POST"),
+                ("x-forwarded-uri", "/free"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(o.source, "x-original-url");
+        assert_eq!(o.method, "POST");
+
+        let o = original_request(
+            &get,
+            &"/auth/".parse().unwrap(),
+            &headers(&[
+                ("x-forwarded-uri", "/premium"),
+                ("x-forwarded-method", "PUT"),
+                ("x-forwarded-host", "example.com"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(o.source, "x-forwarded-uri");
+        assert_eq!(o.host.as_deref(), Some("example.com"));
+        assert_eq!(o.method, "PUT");
+
+        let o = original_request(&get, &"/auth".parse().unwrap(), &HeaderMap::new()).unwrap();
+        assert_eq!((o.source, o.target.as_str()), ("none", "/"));
+    }
+
+    #[test]
+    fn disagreeing_sources_pay_the_higher_price_and_bad_authorities_are_refused() {
+        let config = CompiledConfig::from_json(
+            r#"{"mints":["http://m"],"free_paths":["/free"],"default_amount":10,
+                "tiers":[{"id":"premium","path_prefix":"/premium","amount":50}]}"#,
+        )
+        .unwrap();
+        let get = Method::GET;
+        let price = |uri: &str, pairs: &[(&str, &str)]| {
+            let o = original_request(&get, &uri.parse().unwrap(), &headers(pairs)).unwrap();
+            price_of(&config, &o).map(|p| match p {
+                Price::Free => (0, None),
+                Price::Paid(t) => (t.amount, t.id.clone()),
+            })
+        };
+        assert_eq!(price("/auth/free", &[]), Ok((0, None)));
+        assert_eq!(
+            price("/auth/free", &[("x-forwarded-uri", "/premium/x")]),
+            Ok((50, Some("premium".into())))
+        );
+        assert_eq!(
+            price(
+                "/auth",
+                &[
+                    ("x-original-url", "http://h/free"),
+                    ("x-forwarded-uri", "/other")
+                ]
+            ),
+            Ok((10, None))
+        );
+        assert_eq!(
+            price("/auth", &[("x-original-url", "http://h/PREMIUM/../free")]),
+            Ok((50, Some("premium".into())))
+        );
+        let refused = price("/auth", &[("x-original-url", "http://x?/premium/r")]).unwrap_err();
+        assert_eq!(refused.code(), paygress_core::ErrorCode::MalformedRequest);
+        assert_eq!(refused.status(), 400);
+    }
+
+    #[test]
+    fn token_headers_are_read_strictly() {
+        assert_eq!(
+            find_token(&headers(&[("authorization", "Bearer cashuBxyz")])).unwrap(),
+            Some("cashuBxyz".into())
+        );
+        assert_eq!(
+            find_token(&headers(&[("authorization", "Bearer eyJhbGci")])).unwrap(),
+            None
+        );
+        assert!(find_token(&headers(&[("x-cashu", "a"), ("x-cashu", "b")])).is_err());
+        let mut bad = HeaderMap::new();
+        bad.insert("x-cashu", HeaderValue::from_bytes(b"cashuB\xff").unwrap());
+        assert!(matches!(
+            find_token(&bad),
+            Err(AuthError::MalformedHeader(_))
+        ));
+    }
+
+    #[test]
+    fn required_amount_only_parses_amounts() {
+        assert_eq!(
+            required_amount(&headers(&[("x-required-amount", " 5 ")])),
+            Some(5)
+        );
+        assert_eq!(
+            required_amount(&headers(&[("x-required-amount", "-5")])),
+            None
+        );
+        assert_eq!(
+            required_amount(&headers(&[("x-required-amount", "9007199254740993")])),
+            None
+        );
+    }
+
+    fn config() -> CompiledConfig {
+        CompiledConfig::from_json(r#"{"mints":["http://127.0.0.1:3338"]}"#).unwrap()
+    }
+
+    #[test]
+    fn nginx_mode_carries_the_real_answer_in_headers() {
+        let c = config();
+        let d = Decision::PaymentRequired {
+            amount: 1000,
+            tier_index: 0,
+        };
+        let plain = respond(&d, &c, false);
+        assert_eq!(plain.status(), StatusCode::PAYMENT_REQUIRED);
+        let creq = plain.headers().get("x-cashu").unwrap().clone();
+        assert!(creq.to_str().unwrap().starts_with("creqA"));
+
+        let wrapped = respond(&d, &c, true);
+        assert_eq!(wrapped.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(wrapped.headers()["x-paygress-status"], "402");
+        assert_eq!(wrapped.headers()["x-cashu"], creq);
+        let body = wrapped.headers()["x-paygress-body"].to_str().unwrap();
+        let v: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(v["amount"], 1000);
+
+        let refused = Decision::Refuse(AuthError::TokenInvalid("ünïcode".into()));
+        let wrapped = respond(&refused, &c, true);
+        assert_eq!(wrapped.headers()["x-paygress-status"], "400");
+        let body = wrapped.headers()["x-paygress-body"].to_str().unwrap();
+        let v: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(v["code"], "token_invalid");
+        assert!(v["error"].as_str().unwrap().contains("ünïcode"));
+
+        let ok = Decision::Allow(Grant { payment: None });
+        assert_eq!(respond(&ok, &c, true).status(), StatusCode::OK);
+    }
+
+    #[test]
+    fn grants_name_the_token_headers_for_envoy_to_remove() {
+        let mut req = HeaderMap::new();
+        req.insert("x-cashu", HeaderValue::from_static("cashuBxyz"));
+        req.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Bearer cashuAabc"),
+        );
+        let mut out = HeaderMap::new();
+        ask_envoy_to_remove_token(&mut out, &req);
+        assert_eq!(out[X_ENVOY_AUTH_HEADERS_TO_REMOVE], "x-cashu,authorization");
+
+        // An application's own bearer token is not ours to remove.
+        let mut req = HeaderMap::new();
+        req.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Bearer eyJhbGciOi.x.y"),
+        );
+        let mut out = HeaderMap::new();
+        ask_envoy_to_remove_token(&mut out, &req);
+        assert!(out.get(X_ENVOY_AUTH_HEADERS_TO_REMOVE).is_none());
+    }
+
+    #[test]
+    fn mode_is_asked_by_header_or_query() {
+        let mut headers = HeaderMap::new();
+        assert!(!wants_nginx_mode(&"/auth".parse().unwrap(), &headers));
+        assert!(wants_nginx_mode(
+            &"/auth?a=1&mode=nginx".parse().unwrap(),
+            &headers
+        ));
+        headers.insert(X_PAYGRESS_MODE, HeaderValue::from_static("NGINX"));
+        assert!(wants_nginx_mode(&"/auth".parse().unwrap(), &headers));
+    }
+}

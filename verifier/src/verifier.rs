@@ -1,0 +1,264 @@
+//! The verifier: its state and the `/auth` decision, with no HTTP in it
+//! (the ingress-specific reading and answering is in `crate::ingress`, the
+//! routes in `crate::server`).
+//!
+//! [`Verifier::decide`]:
+//! 1. prices the original request by the verifier's own tier table (every
+//!    reading of every source; see [`crate::decision::price_of`]), raised
+//!    (never lowered) by a caller's `X-Required-Amount`;
+//! 2. no token on a paid path: 402;
+//! 3. before any swap: decode, mint accepted, unit, face value minus the
+//!    mint's real input fee ≥ price (paygress-core's `precheck`), and the
+//!    NUT-12 DLEQ proofs the token carries;
+//! 4. the swap (see [`crate::redeem`]) within the request's deadline, the
+//!    amount received against the price, and exactly one grant per token.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use paygress_core::pricing::Price;
+use paygress_core::{precheck, TokenLimits};
+use thiserror::Error;
+use tokio_util::task::TaskTracker;
+
+use crate::config::Settings;
+use crate::decision::{price_of, AuthRequest, Decision, Grant, Payment};
+use crate::error::AuthError;
+use crate::ids;
+use crate::ledger::{Ledger, LedgerError};
+use crate::metrics::Metrics;
+use crate::redeem::Redeemer;
+use crate::seed;
+use crate::wallet::{DleqError, FeeError, MintWallet, WalletError, Wallets};
+
+/// The verifier: settings, the mints' wallets, the redeemer and metrics.
+#[derive(Debug)]
+pub struct Verifier {
+    pub settings: Settings,
+    pub wallets: Wallets,
+    pub redeemer: Redeemer,
+    pub metrics: Arc<Metrics>,
+    /// The redemption tasks (shutdown waits for them).
+    pub tracker: TaskTracker,
+    draining: AtomicBool,
+}
+
+/// Why the verifier could not be opened.
+#[derive(Debug, Error)]
+pub enum OpenError {
+    #[error(transparent)]
+    Seed(#[from] seed::SeedError),
+    #[error(transparent)]
+    Wallet(#[from] WalletError),
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    #[error(transparent)]
+    Permissions(#[from] crate::files::PermissionError),
+}
+
+impl Verifier {
+    pub fn new(settings: Settings, wallets: Wallets, ledger: Ledger) -> Self {
+        let metrics = Arc::new(Metrics::new());
+        for m in wallets.all() {
+            metrics.mint_ready(&m.url, false);
+        }
+        Verifier {
+            redeemer: Redeemer::new(
+                metrics.clone(),
+                settings.mint_timeout,
+                ledger,
+                settings.max_redemptions,
+            ),
+            settings,
+            wallets,
+            metrics,
+            tracker: TaskTracker::new(),
+            draining: AtomicBool::new(false),
+        }
+    }
+
+    /// Whether shutdown has begun (no new redemptions).
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
+    }
+
+    /// Begins the shutdown.
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::Release);
+    }
+
+    /// Opens the seed, the wallets and the ledger in `data_dir`.
+    pub async fn open(
+        settings: Settings,
+        data_dir: &Path,
+        env_mnemonic: Option<&str>,
+    ) -> Result<Arc<Verifier>, OpenError> {
+        let (seed, origin) = seed::load_or_create(data_dir, env_mnemonic)?;
+        let replica = seed::replica_from_env(data_dir)?;
+        tracing::info!(
+            data_dir = %data_dir.display(),
+            seed = ?origin,
+            replica = %replica.id,
+            replica_from = replica.origin,
+            replica_history = ?replica.history,
+            "wallet seed"
+        );
+        let seed = seed::replica_seed(&seed, &replica.id);
+        let wallets = Wallets::open(
+            data_dir,
+            &settings.config.mints,
+            &settings.config.unit,
+            seed,
+        )
+        .await?;
+        let ledger = Ledger::open(data_dir)?;
+        crate::files::secure_data_dir(data_dir)?;
+        Ok(Arc::new(Verifier::new(settings, wallets, ledger)))
+    }
+
+    /// Decides an `/auth` request.
+    pub async fn decide(self: &Arc<Self>, request: &AuthRequest) -> Decision {
+        let config = &self.settings.config;
+        let own = match price_of(config, &request.original) {
+            Ok(Price::Paid(tier)) => tier,
+            Ok(Price::Free) => return Decision::Allow(Grant { payment: None }),
+            Err(e) => return Decision::Refuse(e),
+        };
+        // A caller's X-Required-Amount raises the price (then no tier set it).
+        let (price, tier) = match request.required_amount {
+            Some(required) if required > own.amount => (required, None),
+            _ => (own.amount, own.id.clone()),
+        };
+        let raw = match &request.token {
+            Ok(Some(raw)) => raw,
+            Ok(None) => {
+                return Decision::PaymentRequired {
+                    amount: price,
+                    tier_index: own.index,
+                }
+            }
+            Err(e) => return Decision::Refuse(e.clone()),
+        };
+        let deadline = Instant::now() + request.deadline;
+        match self.pay(raw, price, tier, deadline).await {
+            Ok(payment) => Decision::Allow(Grant {
+                payment: Some(payment),
+            }),
+            Err(e) => Decision::Refuse(e),
+        }
+    }
+
+    /// Checks and redeems a token for `price`, within `deadline`.
+    async fn pay(
+        self: &Arc<Self>,
+        raw: &str,
+        price: u64,
+        tier: Option<String>,
+        deadline: Instant,
+    ) -> Result<Payment, AuthError> {
+        let config = &self.settings.config;
+        let token = precheck::decode(raw, &TokenLimits::default()).map_err(AuthError::Precheck)?;
+        // Mint, unit and face value first: no network for a token that cannot pay.
+        precheck::precheck(&token, config, price, 0).map_err(AuthError::Precheck)?;
+        let mint = self.wallets.get(&token.mint).cloned().ok_or_else(|| {
+            AuthError::Internal(format!("no wallet for accepted mint {}", token.mint))
+        })?;
+        if self.is_draining() {
+            return Err(AuthError::ShuttingDown);
+        }
+        let fee = self.input_fee(&mint, &token, deadline).await?;
+        precheck::precheck(&token, config, price, fee).map_err(AuthError::Precheck)?;
+        let canonical = crate::redeem::canonical_token(raw);
+        match mint.check_dleq(&canonical).await {
+            Ok(()) => {}
+            Err(DleqError::Invalid) => return Err(AuthError::DleqInvalid),
+            Err(e) => return Err(AuthError::TokenInvalid(e.to_string())),
+        }
+        let slot = self.redeemer.try_slot()?;
+
+        let user_id = ids::user_id(&token);
+        let mint_url = mint.url.clone();
+        let task_state = self.clone();
+        let task_raw = raw.to_string();
+        let task_token = token.clone();
+        let task_mint = mint.clone();
+        // The redemption runs as its own task: a client that hangs up, or a
+        // deadline that passes, does not cancel a swap half-way (its outcome
+        // goes to the ledger), and shutdown waits for it.
+        let task = self.tracker.spawn(async move {
+            let _slot = slot;
+            task_state
+                .redeemer
+                .redeem(&task_mint, &task_raw, &task_token, deadline)
+                .await
+        });
+        let received = match tokio::time::timeout_at(deadline.into(), task).await {
+            Err(_) => {
+                return Err(AuthError::Unfinished(
+                    "the mint did not answer before the request's deadline".into(),
+                ))
+            }
+            Ok(Err(e)) => return Err(AuthError::Internal(format!("redemption task: {e}"))),
+            Ok(Ok(result)) => result?,
+        };
+        if received < price {
+            // Swapped, but worth less than the price (the mint's fee changed):
+            // the client gets its value back, and nothing is granted.
+            return Err(self.redeemer.refund(&mint, &token, received, price).await);
+        }
+        let received = self.redeemer.claim(&token)?;
+        Ok(Payment {
+            amount: received,
+            tier,
+            user_id,
+            mint: mint_url,
+        })
+    }
+
+    /// The mint's input fee for the token, loading or refreshing the mint's
+    /// keysets when needed.
+    async fn input_fee(
+        &self,
+        mint: &MintWallet,
+        token: &paygress_core::Token,
+        deadline: Instant,
+    ) -> Result<u64, AuthError> {
+        let timeout = deadline
+            .saturating_duration_since(Instant::now())
+            .min(self.settings.mint_timeout);
+        match mint.input_fee(token) {
+            Ok(fee) => return Ok(fee),
+            Err(FeeError::NotLoaded) => {
+                match tokio::time::timeout(timeout, mint.ensure_loaded()).await {
+                    Ok(Ok(())) => self.metrics.mint_ready(&mint.url, true),
+                    Ok(Err(e)) => {
+                        self.metrics.mint_error(&mint.url, "unreachable");
+                        return Err(AuthError::MintUnavailable(e.to_string()));
+                    }
+                    Err(_) => {
+                        self.metrics.mint_error(&mint.url, "timeout");
+                        return Err(AuthError::MintUnavailable("keysets: timeout".into()));
+                    }
+                }
+            }
+            Err(FeeError::UnknownKeyset(_)) => {
+                match tokio::time::timeout(timeout, mint.refresh_keysets_if_stale()).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => {
+                        self.metrics.mint_error(&mint.url, "unreachable");
+                        return Err(AuthError::MintUnavailable(e.to_string()));
+                    }
+                    Err(_) => {
+                        self.metrics.mint_error(&mint.url, "timeout");
+                        return Err(AuthError::MintUnavailable("keysets: timeout".into()));
+                    }
+                }
+            }
+            Err(e) => return Err(AuthError::TokenInvalid(e.to_string())),
+        }
+        mint.input_fee(token)
+            .map_err(|e| AuthError::TokenInvalid(e.to_string()))
+    }
+}
