@@ -262,3 +262,103 @@ impl Verifier {
             .map_err(|e| AuthError::TokenInvalid(e.to_string()))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::decision::OriginalRequest;
+    use paygress_core::ErrorCode;
+
+    const MINT: &str = "http://127.0.0.1:9";
+
+    /// A verifier over a fresh store whose mint is never contacted: every
+    /// decision below is made before any network.
+    async fn verifier(dir: &Path) -> Arc<Verifier> {
+        let env = |name: &str| match name {
+            "PAYGRESS_MINTS" => Some(MINT.to_string()),
+            "PAYGRESS_FREE_PATHS" => Some("/free".to_string()),
+            "PAYGRESS_TIERS" => {
+                Some(r#"[{"id":"premium","path_prefix":"/premium","amount":64}]"#.to_string())
+            }
+            "DEFAULT_PAYMENT_AMOUNT" => Some("10".to_string()),
+            _ => None,
+        };
+        let settings = crate::config::load(None, &env).unwrap();
+        let wallets = Wallets::open(dir, &settings.config.mints, "sat", [1; 64])
+            .await
+            .unwrap();
+        let ledger = Ledger::open(dir).unwrap();
+        Arc::new(Verifier::new(settings, wallets, ledger))
+    }
+
+    fn request(target: &str, token: Option<&str>, required: Option<u64>) -> AuthRequest {
+        AuthRequest {
+            original: OriginalRequest {
+                method: "GET".into(),
+                target: target.into(),
+                host: None,
+                source: "x-forwarded-uri",
+                others: vec![],
+            },
+            token: Ok(token.map(str::to_string)),
+            required_amount: required,
+            deadline: Duration::from_secs(2),
+        }
+    }
+
+    #[tokio::test]
+    async fn decisions_made_before_the_mint() {
+        let dir = tempfile::tempdir().unwrap();
+        let v = verifier(dir.path()).await;
+
+        // Free, whatever the token header says.
+        let mut free = request("/free/x", None, None);
+        free.token = Err(AuthError::MalformedHeader("two X-Cashu".into()));
+        assert_eq!(
+            v.decide(&free).await,
+            Decision::Allow(Grant { payment: None })
+        );
+
+        // Paid, no token: the tier's 402; a caller may raise the price only.
+        match v.decide(&request("/PREMIUM/../free", None, Some(5))).await {
+            Decision::PaymentRequired { amount, tier_index } => {
+                assert_eq!(amount, 64);
+                assert_eq!(
+                    v.settings.config.tier(tier_index).id.as_deref(),
+                    Some("premium")
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            v.decide(&request("/premium", None, Some(500))).await,
+            Decision::PaymentRequired { amount: 500, .. }
+        ));
+
+        // A bad authority, an unreadable token header, a token that cannot
+        // pay: refused, with the mint never asked (it does not exist).
+        let refused = |d: Decision| match d {
+            Decision::Refuse(e) => e.code(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            refused(v.decide(&request("http://x?/premium", None, None)).await),
+            ErrorCode::MalformedRequest
+        );
+        let mut bad = request("/premium", None, None);
+        bad.token = Err(AuthError::MalformedHeader("two X-Cashu".into()));
+        assert_eq!(refused(v.decide(&bad).await), ErrorCode::MalformedToken);
+        assert_eq!(
+            refused(
+                v.decide(&request("/premium", Some("cashuBnotatoken"), None))
+                    .await
+            ),
+            ErrorCode::MalformedToken
+        );
+        // While draining, nothing new is redeemed.
+        v.start_draining();
+        assert!(v.is_draining());
+    }
+}
