@@ -10,6 +10,10 @@
 //! moved, by exactly what it expects. One test replaces the verifier with a
 //! stand-in that fails on purpose (500, 403, a closed connection, no
 //! answer), which the real one cannot be made to do on demand.
+//!
+//! The filter also runs the table of checks that every ingress runs
+//! (`common::check_table`), and the catalogue of path and host spellings
+//! (`common::spellings`).
 
 mod common;
 mod filter_support;
@@ -18,13 +22,14 @@ use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 use cdk::nuts::{CurrencyUnit, TokenV3};
-use common::{get, send};
+use common::spellings::check_catalogue;
+use common::{check_table, get, send, Expect};
 use filter_support::{
     assert_counters, assert_no_verification_headers, assert_paid_upstream, assert_payment_required,
     assert_refusal, assert_token_not_upstream, head_header, plugin_config, seen_in_answer,
     EnvoyProcess, FaultyVerifier, Setup, Template, ALLOWED_ON_FAILURE, CALLOUTS, CALLOUT_FAILURES,
-    CHALLENGED, DEFAULT_PRICE, FREE, GRANTED, ISTIO_CLUSTER, PREMIUM, PREMIUM_PLUS, REJECTED,
-    SPOOFED, VERIFIER_REFUSED,
+    CHALLENGED, DEFAULT_PRICE, FREE, GRANTED, ISTIO_CLUSTER, PLAIN_PRICES, PREMIUM, PREMIUM_PLUS,
+    REJECTED, SPOOFED, VERIFIER_REFUSED,
 };
 use paygress_tests::{free_port, loopback_url, MintOptions, TestMint, TestWallet};
 
@@ -845,4 +850,31 @@ async fn the_istio_named_verifier_cluster_works_end_to_end() {
         1,
         "the callout did not go through {ISTIO_CLUSTER}"
     );
+}
+
+/// The table every ingress runs (`common::check_table`: free path, 402s,
+/// repricing headers, malformed token, pay and replay, Bearer, the
+/// application's own Authorization, a paid POST, underscore aliases),
+/// through the filter with the real verifier behind it.
+#[tokio::test]
+async fn the_filter_passes_the_table_every_ingress_passes() {
+    let stack = Setup::default().start().await;
+    // The filter removes every client X-Payment-* (by prefix).
+    let expect = Expect {
+        strips_payment_prefix: true,
+        verifier_down_status: 503,
+        verifier_down_json: true,
+        mint_down_json: true,
+    };
+    check_table("envoy-filter", &stack.envoy.url(), &stack, &expect).await;
+}
+
+/// Every spelling of the catalogue (`common::spellings`), sent byte for byte
+/// without a token: the filter prices the `:path` Envoy hands it (whatever
+/// normalisation the committed `envoy/envoy.yaml` asks of Envoy), and
+/// answers the 402 itself.
+#[tokio::test]
+async fn the_filter_prices_every_spelling_at_its_highest_reading() {
+    let stack = Setup::proxy_only().start().await;
+    check_catalogue("envoy-filter", &stack.addr(), &stack, PLAIN_PRICES).await;
 }

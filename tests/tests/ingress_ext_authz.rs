@@ -1,11 +1,21 @@
 //! Envoy with `envoy.filters.http.ext_authz` (HTTP service) in front of the
 //! real verifier and a real mint, with the committed
 //! `envoy/envoy-ext-authz.yaml`: the mode for an Envoy without wasm.
+//!
+//! Also here, as ext_authz hands the verifier the original request in the
+//! path after `/auth`: the catalogue of spellings (`common::spellings`)
+//! against the verifier's `/auth` directly, through each of its three
+//! sources of the original request, with sources that disagree, and with
+//! odd `X-Original-URL` authorities.
 
 mod common;
 
 use std::process::Command;
 
+use common::spellings::{
+    check_auth_cases, check_catalogue, check_catalogue_against_the_model,
+    check_catalogue_at_verifier, AUTHORITIES, DISAGREEING_SOURCES,
+};
 use common::{
     check_table, mint_down, own_authorization_kept, pay_with_bearer, proxy_dir, render, repo_file,
     verifier_down, write_in, Expect, Proxy, Stack,
@@ -75,4 +85,54 @@ async fn ext_authz_drops_a_cashu_authorization_on_the_verifiers_word() {
     .await;
     pay_with_bearer("ext-authz without route removal", &envoy.url(), &stack).await;
     own_authorization_kept("ext-authz without route removal", &envoy.url(), &stack).await;
+}
+
+/// Every spelling of the catalogue (`common::spellings`), sent byte for byte
+/// without a token: ext_authz asks `GET /auth<path as Envoy forwards it>`.
+#[tokio::test]
+async fn envoy_ext_authz_prices_every_spelling_at_its_highest_reading() {
+    let stack = Stack::start(10).await;
+    let envoy = start_envoy(&stack, |config| config).await;
+    check_catalogue("envoy-ext-authz", &envoy.addr(), &stack, Stack::PRICES).await;
+}
+
+/// The hand-written prices of the catalogue are those of the rule.
+#[test]
+fn the_catalogue_follows_the_rule() {
+    check_catalogue_against_the_model();
+}
+
+/// The verifier's `/auth` directly, no proxy in between: every spelling
+/// through the path after `/auth`, `X-Original-URL` and `X-Forwarded-Uri`.
+#[tokio::test]
+async fn the_verifier_prices_every_spelling_from_every_source() {
+    let stack = Stack::start(10).await;
+    check_catalogue_at_verifier(&stack.verifier.addr(), Stack::PRICES).await;
+}
+
+/// Sources of the original request that disagree: the higher price.
+#[tokio::test]
+async fn the_verifier_prices_disagreeing_sources_at_the_higher_price() {
+    let stack = Stack::start(10).await;
+    check_auth_cases(
+        "disagreeing sources",
+        &stack.verifier.addr(),
+        Stack::PRICES,
+        DISAGREEING_SOURCES,
+    )
+    .await;
+}
+
+/// `X-Original-URL: http://x?/premium-plus/r` (NGINX forwarding `Host: x?`)
+/// and the other odd authorities: 400 `malformed_request`.
+#[tokio::test]
+async fn the_verifier_refuses_an_x_original_url_with_an_odd_authority() {
+    let stack = Stack::start(10).await;
+    check_auth_cases(
+        "X-Original-URL authorities",
+        &stack.verifier.addr(),
+        Stack::PRICES,
+        AUTHORITIES,
+    )
+    .await;
 }

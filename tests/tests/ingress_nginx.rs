@@ -9,12 +9,15 @@
 //!   committed annotations are run by a real NGINX.
 //!
 //! Both must pass the same table as every ingress (see `common`), plus the
-//! seed's per-location price (`X-Required-Amount` raises, never lowers).
+//! seed's per-location price (`X-Required-Amount` raises, never lowers), and
+//! the catalogue of spellings (`common::spellings`): no spelling of a paid
+//! path reaches the upstream unpaid or costs less than its dearest reading.
 
 mod common;
 
 use std::process::Command;
 
+use common::spellings::check_catalogue;
 use common::{
     check_table, mint_down, payment_required, proxy_dir, render, repo_file, verifier_down,
     write_in, Expect, Proxy, Stack, PREMIUM_PLUS,
@@ -97,7 +100,6 @@ fn annotation<'a>(ingress: &'a Yaml, key: &str) -> &'a str {
 fn ingress_nginx_config(port: u16, stack: &Stack) -> String {
     let docs = manifest_documents();
     let paid = find(&docs, "Ingress", "my-app-paid");
-    let free = find(&docs, "Ingress", "my-app-free");
 
     let auth_url = annotation(paid, "auth-url");
     let auth_path = auth_url
@@ -143,7 +145,6 @@ fn ingress_nginx_config(port: u16, stack: &Stack) -> String {
     }
     let paid_snippet = annotation(paid, "configuration-snippet");
     let server_snippet = annotation(paid, "server-snippet");
-    let free_snippet = annotation(free, "configuration-snippet");
     let verifier = stack.verifier.addr();
     let upstream = stack.upstream.addr();
 
@@ -193,19 +194,6 @@ http {{
             proxy_http_version 1.1;
             set $target "http://{verifier}{auth_path}";
             proxy_pass $target;
-        }}
-
-        location /free {{
-            set $best_http_host $http_host;
-            proxy_set_header Host $best_http_host;
-            proxy_set_header X-Request-ID $request_id;
-            proxy_set_header X-Real-IP $remote_addr;
-            proxy_set_header X-Forwarded-For $remote_addr;
-            # --- configuration-snippet of my-app-free ---
-{free_snippet}
-            # --- end ---
-            proxy_http_version 1.1;
-            proxy_pass http://{upstream};
         }}
 
         location / {{
@@ -283,4 +271,28 @@ async fn nginx_and_ingress_nginx_carry_the_verifiers_answers() {
     stack.verifier.stop();
     verifier_down("nginx", &plain.url(), &stack, &expect).await;
     verifier_down("ingress-nginx", &ingress.url(), &stack, &expect).await;
+}
+
+/// Every spelling of the catalogue, sent byte for byte without a token
+/// through `nginx/paygress.conf.template`: every location asks the
+/// verifier, with `X-Original-URL: $scheme://$http_host$request_uri`.
+#[tokio::test]
+async fn nginx_prices_every_spelling_at_its_highest_reading() {
+    let stack = Stack::start(10).await;
+    let port = free_port();
+    let nginx = start_nginx("nginx", port, &plain_config(port, &stack)).await;
+    check_catalogue("nginx", &nginx.addr(), &stack, Stack::PRICES).await;
+}
+
+/// The same catalogue through the ingress-nginx rendering of
+/// `k8s/nginx-ingress-paygress.yaml`. Every path asks the verifier, the free
+/// ones too: an Ingress without auth for `/free` failed this test (NGINX
+/// picks the location by the normalised path but passes the target upstream
+/// as the client sent it, so `/premium/../free/x` went through unpaid).
+#[tokio::test]
+async fn ingress_nginx_prices_every_spelling_at_its_highest_reading() {
+    let stack = Stack::start(10).await;
+    let port = free_port();
+    let ingress = start_nginx("ingress-nginx", port, &ingress_nginx_config(port, &stack)).await;
+    check_catalogue("ingress-nginx", &ingress.addr(), &stack, Stack::PRICES).await;
 }

@@ -6,16 +6,15 @@ mod common;
 
 use std::process::Command;
 
+use common::spellings::check_catalogue;
 use common::{
     check_table, mint_down, proxy_dir, render, repo_file, verifier_down, write_in, Expect, Proxy,
     Stack,
 };
 use paygress_tests::{free_port, tools};
 
-#[tokio::test]
-async fn traefik_forward_auth_carries_the_verifiers_answers() {
-    let mut stack = Stack::start(20_000).await;
-
+/// Renders the committed templates for `stack` and starts Traefik.
+async fn start_traefik(stack: &Stack) -> Proxy {
     let port = free_port();
     let dir = proxy_dir("traefik");
     let dynamic = render(
@@ -38,7 +37,13 @@ async fn traefik_forward_auth_carries_the_verifiers_answers() {
     command
         .arg(format!("--configFile={}", static_path.display()))
         .current_dir(dir.path());
-    let traefik = Proxy::start("traefik", port, command, dir).await;
+    Proxy::start("traefik", port, command, dir).await
+}
+
+#[tokio::test]
+async fn traefik_forward_auth_carries_the_verifiers_answers() {
+    let mut stack = Stack::start(20_000).await;
+    let traefik = start_traefik(&stack).await;
 
     // forwardAuth copies every non-2xx answer of the verifier to the client;
     // authResponseHeadersRegex removes every client X-Payment-*. The verifier
@@ -55,4 +60,14 @@ async fn traefik_forward_auth_carries_the_verifiers_answers() {
 
     stack.verifier.stop();
     verifier_down("traefik", &traefik.url(), &stack, &expect).await;
+}
+
+/// Every spelling of the catalogue (`common::spellings`), sent byte for byte
+/// without a token: forwardAuth hands the verifier `X-Forwarded-Uri` (the
+/// request URI as Traefik forwards it) and `X-Forwarded-Host`.
+#[tokio::test]
+async fn traefik_prices_every_spelling_at_its_highest_reading() {
+    let stack = Stack::start(10).await;
+    let traefik = start_traefik(&stack).await;
+    check_catalogue("traefik", &traefik.addr(), &stack, Stack::PRICES).await;
 }

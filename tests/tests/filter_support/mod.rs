@@ -24,7 +24,8 @@ use paygress_tests::{
 use serde_json::{json, Value};
 use tempfile::TempDir;
 
-use crate::common::{repo_file, Answer, EchoUpstream, Seen, Verifier};
+use crate::common::spellings::Prices;
+use crate::common::{repo_file, Answer, EchoUpstream, Seen, Site, Verifier};
 
 /// The price of a paid path that no tier matches (`default_amount`).
 pub const DEFAULT_PRICE: u64 = 300;
@@ -32,6 +33,13 @@ pub const DEFAULT_PRICE: u64 = 300;
 pub const PREMIUM: u64 = 1000;
 /// The price of `/premium-plus` (tier `premium-plus`).
 pub const PREMIUM_PLUS: u64 = 5000;
+
+/// What each tier of [`Template::Plain`]'s plugin configuration costs.
+pub const PLAIN_PRICES: Prices = Prices {
+    default: DEFAULT_PRICE,
+    premium: PREMIUM,
+    premium_plus: PREMIUM_PLUS,
+};
 
 /// How long Envoy may take to answer `/ready` (V8 compiles the filter).
 pub const ENVOY_READY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -611,6 +619,27 @@ impl Stack {
 
     pub async fn counters(&self) -> Counters {
         self.envoy.counters().await
+    }
+
+    /// `127.0.0.1:<envoy's listen port>`, for raw requests.
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.envoy.inner.listen_port)
+    }
+}
+
+/// The shared table of checks (`common::check_table`) runs against the
+/// filter's stack too.
+impl Site for Stack {
+    fn wallet(&self) -> &TestWallet {
+        Stack::wallet(self)
+    }
+
+    fn upstream(&self) -> &EchoUpstream {
+        &self.upstream
+    }
+
+    fn mint_url(&self) -> String {
+        self.mint_url.clone()
     }
 }
 
