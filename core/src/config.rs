@@ -417,7 +417,12 @@ impl CompiledConfig {
         };
         consider(&resolved);
         consider(raw);
-        consider(&path::decoded_path(raw));
+        let decoded = path::decoded_path(raw);
+        consider(&decoded);
+        if decoded.contains('\\') {
+            // IIS and Windows servers read `\` as `/` without resolving `..`.
+            consider(&decoded.replace('\\', "/"));
+        }
         if path::has_params(raw) {
             consider(&path::normalize_without_params(raw));
         }

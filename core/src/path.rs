@@ -10,7 +10,8 @@
 //!   `/premium/*`, axum `{*rest}`, Flask `path:`) serves `/premium/../free/x`
 //!   from its `/premium` route.
 //! * **Decoded** ([`decoded_path`]): percent-escapes decoded once, dot
-//!   segments kept: `/premium%2f..%2ffree` is `/premium/../free`.
+//!   segments kept: `/premium%2f..%2ffree` is `/premium/../free`; and the
+//!   same with `\` read as `/` (IIS): `/premium\..\free` is under `/premium`.
 //! * **Resolved** ([`normalize`]): escapes decoded once (`%2F` and `%5C`
 //!   included), `\` counts as `/`, empty and `.` segments removed and `..`
 //!   removing the segment before it (never above the root):

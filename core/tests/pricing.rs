@@ -101,6 +101,8 @@ fn table_of_targets() {
         ("/premium/%2E%2E/free/x", paid("premium", 2000)),
         ("/premium%2f..%2ffree", paid("premium", 2000)),
         ("/premium-plus/./../free", paid("premium-plus", 5000)),
+        ("/premium\\..\\free\\x", paid("premium", 2000)),
+        ("/premium%5c..%5cfree", paid("premium", 2000)),
         ("/x/../free/..", paid("", 1000)),
         // Percent-encoded dots and slashes.
         ("/free/%2e%2e/premium", paid("premium", 2000)),
