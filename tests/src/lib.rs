@@ -12,15 +12,19 @@
 //!   when it does not come up;
 //! - [`mint`] runs cdk-mintd with its fake Lightning backend
 //!   ([`mint::TestMint`]);
-//! - [`wallet`] is a cdk wallet that pays ([`wallet::TestWallet`]).
+//! - [`wallet`] is a cdk wallet that pays ([`wallet::TestWallet`]);
+//! - [`delay_proxy`] holds back a server's answers (a slow mint, made from a
+//!   real one: [`delay_proxy::DelayProxy`]).
 
 pub mod counting_proxy;
+pub mod delay_proxy;
 pub mod mint;
 pub mod ports;
 pub mod process;
 pub mod tools;
 pub mod wallet;
 
+pub use delay_proxy::DelayProxy;
 pub use mint::{MintOptions, TestMint};
 pub use ports::{free_port, loopback_url};
 pub use process::{wait_http_ok, ChildProcess};

@@ -172,7 +172,9 @@ pub fn classify_receive_error(err: &CdkError) -> AuthError {
     use CdkError as E;
     match err {
         E::TokenAlreadySpent | E::TokenPending => AuthError::AlreadySpent,
-        E::BlindedMessageAlreadySigned => AuthError::OutputsAlreadySigned,
+        // cdk-mintd answers an output it signed before with "duplicate
+        // outputs" (11008), other mints with "already signed" (11003).
+        E::BlindedMessageAlreadySigned | E::DuplicateOutputs => AuthError::OutputsAlreadySigned,
         E::CouldNotVerifyDleq => AuthError::DleqInvalid,
         E::HttpError(None, m) => AuthError::MintUnavailable(m.clone()),
         E::HttpError(Some(status), m) if *status >= 500 || *status == 429 || *status == 408 => {
@@ -245,6 +247,15 @@ mod tests {
             classify_receive_error(&CdkError::HttpError(Some(400), "bad".into())),
             AuthError::TokenInvalid(_)
         ));
+        for collision in [
+            CdkError::BlindedMessageAlreadySigned,
+            CdkError::DuplicateOutputs,
+        ] {
+            assert_eq!(
+                classify_receive_error(&collision),
+                AuthError::OutputsAlreadySigned
+            );
+        }
         assert!(matches!(
             classify_receive_error(&CdkError::UnknownKeySet),
             AuthError::TokenInvalid(_)

@@ -219,6 +219,19 @@ impl Redeemer {
             }
         }
 
+        // One swap at a time per mint: cdk 0.18 records the NUT-13 counter
+        // range of a receive by reading the keyset counter after deriving its
+        // outputs, so concurrent receives record each other's ranges and a
+        // later recovery (after a timeout or a crash) restores the wrong
+        // outputs. cdk talks to a mint over one connection, one request at a
+        // time, so this costs little.
+        let _in_flight = self.metrics.in_flight();
+        let Ok(_gate) = tokio::time::timeout_at(deadline.into(), mint.swap_gate()).await else {
+            return Err(AuthError::Unfinished(
+                "the mint's earlier swaps did not finish in time".into(),
+            ));
+        };
+        // The time left once it is our turn: no swap that could not finish.
         let left = deadline.saturating_duration_since(Instant::now());
         if left < MIN_SWAP_WINDOW {
             self.metrics.mint_error(&mint.url, "deadline");
@@ -228,14 +241,6 @@ impl Redeemer {
             )));
         }
         let budget = left.min(self.mint_timeout);
-
-        let _in_flight = self.metrics.in_flight();
-        let Ok(_gate) = tokio::time::timeout_at(deadline.into(), mint.redemption_gate()).await
-        else {
-            return Err(AuthError::Unfinished(
-                "the wallet is settling earlier redemptions".into(),
-            ));
-        };
         self.ledger.begin(&key, &mint.url).map_err(store_error)?;
         let started = Instant::now();
         let encoded = canonical_token(raw);
@@ -347,7 +352,12 @@ impl Redeemer {
         if let Err(e) = mint.load_metadata().await {
             tracing::warn!(mint = %mint.url, error = %e, "cannot reload the mint's keysets");
         }
-        match tokio::time::timeout(self.mint_timeout, mint.make_refund(received)).await {
+        // Making the refund is a swap too: one at a time per mint.
+        let refund = async {
+            let _gate = mint.swap_gate().await;
+            mint.make_refund(received).await
+        };
+        match tokio::time::timeout(self.mint_timeout, refund).await {
             Ok(Ok(refund)) => {
                 if let Err(e) = self.ledger.refunded(&key) {
                     tracing::error!(error = %e, "cannot record a refund");

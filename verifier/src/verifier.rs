@@ -184,9 +184,10 @@ impl Verifier {
         let task_raw = raw.to_string();
         let task_token = token.clone();
         let task_mint = mint.clone();
-        // The redemption runs as its own task: a client that hangs up, or a
-        // deadline that passes, does not cancel a swap half-way (its outcome
-        // goes to the ledger), and shutdown waits for it.
+        // The redemption runs as its own task: a client that hangs up does
+        // not cancel a swap half-way, and shutdown waits for it. A swap still
+        // in flight at the deadline is abandoned; the ledger keeps its row
+        // and the next presentation settles it with the mint.
         let task = self.tracker.spawn(async move {
             let _slot = slot;
             task_state

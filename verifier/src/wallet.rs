@@ -3,9 +3,9 @@
 //!
 //! Each mint's keysets (with their `input_fee_ppk`) are loaded at start and
 //! kept in a table, so that the input fee of a token is known before anything
-//! is swapped. A redemption holds its mint's gate for reading; settling
-//! unfinished redemptions ([`MintWallet::settle`]) holds it for writing, so it
-//! never races a swap in flight.
+//! is swapped. A swap holds its mint's gate, and so does settling unfinished
+//! redemptions ([`MintWallet::settle`]): one at a time per mint (see
+//! [`MintWallet::swap_gate`]).
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
@@ -25,7 +25,7 @@ use cdk_sqlite::WalletSqliteDatabase;
 use paygress_core::precheck::FeeSumError;
 use paygress_core::Token;
 use thiserror::Error;
-use tokio::sync::{Mutex as AsyncMutex, RwLock as AsyncRwLock, RwLockReadGuard};
+use tokio::sync::{Mutex as AsyncMutex, MutexGuard};
 
 /// The wallet store's file name in the data dir.
 pub const STORE_FILE: &str = "wallet.sqlite";
@@ -104,7 +104,7 @@ pub struct MintWallet {
     /// One keyset load at a time: concurrent callers wait for it and reuse
     /// its result instead of asking the mint again.
     refresh: AsyncMutex<()>,
-    gate: AsyncRwLock<()>,
+    gate: AsyncMutex<()>,
 }
 
 /// What a settlement pass did.
@@ -339,10 +339,14 @@ impl MintWallet {
         }
     }
 
-    /// Holds the gate for a redemption (shared with other redemptions,
-    /// exclusive of settlement).
-    pub async fn redemption_gate(&self) -> RwLockReadGuard<'_, ()> {
-        self.gate.read().await
+    /// Holds the mint's gate for one swap: swaps and settlement at one mint
+    /// run one at a time. cdk 0.18's receive records its NUT-13 counter range
+    /// by reading the counter after deriving its outputs, so two receives in
+    /// flight at once would record each other's ranges, and recovering either
+    /// after a timeout or a crash would restore the wrong outputs (and lose
+    /// the payment from the wallet).
+    pub async fn swap_gate(&self) -> MutexGuard<'_, ()> {
+        self.gate.lock().await
     }
 
     /// Whether any of these proofs sits in the wallet as pending: an earlier
@@ -367,7 +371,7 @@ impl MintWallet {
     /// cdk's `recover_incomplete_sagas` settles the rest (a swap that did
     /// happen is completed, from the mint's NUT-19 cache or by restore).
     pub async fn settle(&self) -> Result<Settlement, cdk::Error> {
-        let _exclusive = self.gate.write().await;
+        let _exclusive = self.gate.lock().await;
         let released = self.release_unswapped_receives().await?;
         let report = self.wallet.recover_incomplete_sagas().await?;
         Ok(Settlement {
@@ -619,7 +623,7 @@ pub fn build_mint_wallet(
         ready: AtomicBool::new(false),
         last_refresh: Mutex::new(None),
         refresh: AsyncMutex::new(()),
-        gate: AsyncRwLock::new(()),
+        gate: AsyncMutex::new(()),
     })
 }
 

@@ -222,6 +222,25 @@ impl Verifier {
         self.launch().await;
     }
 
+    /// Kills the verifier with SIGKILL, as a crash or an OOM kill would:
+    /// no draining, no settlement, nothing flushed but what was written
+    /// already. Waits until its port is closed; returns the exit status.
+    pub fn kill(&mut self) -> Option<ExitStatus> {
+        let status = self
+            .process
+            .take()
+            .and_then(|mut p| p.stop_with(Signal::KILL, Duration::from_secs(5)));
+        wait_port_closed(self.port);
+        status
+    }
+
+    /// Starts the verifier again after [`Verifier::kill`] or
+    /// [`Verifier::terminate`]: same port, config, environment and data dir;
+    /// returns once `/readyz` is 200.
+    pub async fn start_again(&mut self) {
+        self.launch().await;
+    }
+
     /// `GET /metrics`.
     pub async fn metrics(&self) -> String {
         loopback_http_client()
@@ -287,11 +306,26 @@ impl Answer {
 
     /// Asserts a refusal with this status and code.
     pub fn assert_refused(&self, status: u16, code: &str) {
+        // Not `code()`: an answer without a JSON body (a 200) must fail
+        // this assertion with the answer, not a parse error.
+        let found = serde_json::from_str::<Value>(&self.body)
+            .ok()
+            .and_then(|v| v["code"].as_str().map(str::to_string))
+            .unwrap_or_default();
         assert_eq!(
-            (self.status, self.code().as_str()),
+            (self.status, found.as_str()),
             (status, code),
             "unexpected answer: {self:?}"
         );
+    }
+
+    /// Asserts a refusal with this status and code that says when to try
+    /// again (`Retry-After` in whole seconds); returns those seconds.
+    pub fn assert_retry_later(&self, status: u16, code: &str) -> u64 {
+        self.assert_refused(status, code);
+        self.header("retry-after")
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no Retry-After in seconds: {self:?}"))
     }
 
     /// Asserts a paid 200 and returns the amount received.
@@ -308,6 +342,14 @@ impl Answer {
 
 /// `GET url` with these headers (raw bytes allowed).
 pub async fn get(url: &str, headers: &[(&str, &[u8])]) -> Answer {
+    try_get(url, headers)
+        .await
+        .unwrap_or_else(|err| panic!("{err}"))
+}
+
+/// `GET url` with these headers; `Err` when no answer came (the connection
+/// was refused or broke: a verifier killed mid-request, say).
+pub async fn try_get(url: &str, headers: &[(&str, &[u8])]) -> Result<Answer, String> {
     let client = loopback_http_client();
     let mut request = client.get(url);
     for (name, value) in headers {
@@ -318,17 +360,34 @@ pub async fn get(url: &str, headers: &[(&str, &[u8])]) -> Answer {
     let response = request
         .send()
         .await
-        .unwrap_or_else(|err| panic!("GET {url}: {err}"));
-    Answer {
+        .map_err(|err| format!("GET {url}: {err}"))?;
+    Ok(Answer {
         status: response.status().as_u16(),
         headers: response.headers().clone(),
-        body: response.text().await.unwrap_or_default(),
-    }
+        body: response
+            .text()
+            .await
+            .map_err(|err| format!("GET {url}: reading the body: {err}"))?,
+    })
 }
 
 /// `GET url` with `X-Cashu: token`.
 pub async fn pay(url: &str, token: &str) -> Answer {
     get(url, &[("x-cashu", token.as_bytes())]).await
+}
+
+/// `GET url` with `X-Cashu: token` and `X-Paygress-Deadline-Ms: deadline_ms`
+/// (what the filter sends: its callout timeout).
+pub async fn pay_within(url: &str, token: &str, deadline_ms: u64) -> Answer {
+    let deadline = deadline_ms.to_string();
+    get(
+        url,
+        &[
+            ("x-cashu", token.as_bytes()),
+            ("x-paygress-deadline-ms", deadline.as_bytes()),
+        ],
+    )
+    .await
 }
 
 /// Starts a fee-less mint (the most common stack).
