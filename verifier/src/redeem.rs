@@ -344,7 +344,9 @@ impl Redeemer {
         price: u64,
     ) -> AuthError {
         let key = ids::token_key(token);
-        let _lock = self.locks.lock(key).await;
+        let Ok(_lock) = tokio::time::timeout(self.mint_timeout, self.locks.lock(key)).await else {
+            return AuthError::Unfinished("another redemption of this token is in progress".into());
+        };
         if !matches!(self.ledger.get(&key), Ok(Some(Entry::Credited { .. }))) {
             return AuthError::AlreadySpent;
         }

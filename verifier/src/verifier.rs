@@ -122,21 +122,27 @@ impl Verifier {
     pub async fn decide(self: &Arc<Self>, request: &AuthRequest) -> Decision {
         let config = &self.settings.config;
         let own = match price_of(config, &request.original) {
-            Ok(Price::Paid(tier)) => tier,
-            Ok(Price::Free) => return Decision::Allow(Grant { payment: None }),
+            Ok(Price::Paid(tier)) => Some(tier),
+            Ok(Price::Free) => None,
             Err(e) => return Decision::Refuse(e),
         };
-        // A caller's X-Required-Amount raises the price (then no tier set it).
+        let own_amount = own.map_or(0, |t| t.amount);
+        // A caller's X-Required-Amount raises the price (then no tier set
+        // it), on a free path too.
         let (price, tier) = match request.required_amount {
-            Some(required) if required > own.amount => (required, None),
-            _ => (own.amount, own.id.clone()),
+            Some(required) if required > own_amount => (required, None),
+            _ => (own_amount, own.and_then(|t| t.id.clone())),
         };
+        if price == 0 {
+            return Decision::Allow(Grant { payment: None });
+        }
+        let tier_index = own.map_or(0, |t| t.index);
         let raw = match &request.token {
             Ok(Some(raw)) => raw,
             Ok(None) => {
                 return Decision::PaymentRequired {
                     amount: price,
-                    tier_index: own.index,
+                    tier_index,
                 }
             }
             Err(e) => return Decision::Refuse(e.clone()),
@@ -336,6 +342,10 @@ mod tests {
         assert!(matches!(
             v.decide(&request("/premium", None, Some(500))).await,
             Decision::PaymentRequired { amount: 500, .. }
+        ));
+        assert!(matches!(
+            v.decide(&request("/free/x", None, Some(7))).await,
+            Decision::PaymentRequired { amount: 7, .. }
         ));
 
         // A bad authority, an unreadable token header, a token that cannot
