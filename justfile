@@ -16,7 +16,7 @@ setup:
 
 # Build the verifier (debug) and the filter (.wasm, release).
 build:
-    cargo build -p paygress
+    cargo build -p paygress-verifier
     cargo build -p paygress-filter --target wasm32-wasip1 --profile wasm-release
     @ls -l {{wasm}}
 

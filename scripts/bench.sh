@@ -6,7 +6,7 @@
 #    200 upstream (baseline); Envoy with the filter on a free path (same
 #    upstream); Envoy with the filter answering 402 in-proxy.
 # 2. Redemption latency: p50 of a payment through the verifier's /auth beside
-#    a bare cdk `receive` at the same mint (cargo bench -p paygress).
+#    a bare cdk `receive` at the same mint (cargo bench -p paygress-verifier).
 #
 #   bash scripts/bench.sh [all|envoy|redeem]      (default all)
 set -euo pipefail
@@ -66,5 +66,5 @@ echo "== Redemption latency (verifier /auth vs bare cdk receive, same mint)"
 # Full LTO of cdk takes very long on small machines and changes nothing here:
 # the time is the mint's swap and the stores' writes.
 CARGO_PROFILE_BENCH_LTO=false CARGO_PROFILE_BENCH_CODEGEN_UNITS=16 \
-  cargo bench -p paygress --bench redeem_latency --locked
+  cargo bench -p paygress-verifier --bench redeem_latency --locked
 fi

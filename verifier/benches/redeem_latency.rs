@@ -7,8 +7,8 @@
 //! verifier uses (file-backed SQLite store, no rate limiting).
 //!
 //! ```text
-//! cargo bench -p paygress --bench redeem_latency          # release profile
-//! PAYGRESS_BENCH_N=200 cargo bench -p paygress --bench redeem_latency
+//! cargo bench -p paygress-verifier --bench redeem_latency          # release profile
+//! PAYGRESS_BENCH_N=200 cargo bench -p paygress-verifier --bench redeem_latency
 //! ```
 
 #![allow(clippy::expect_used, clippy::unwrap_used)]
@@ -28,7 +28,9 @@ async fn main() {
     // `cargo bench` passes `--bench`; `cargo test --all-targets` does not,
     // and should not start a mint and time 200 redemptions.
     if !std::env::args().any(|a| a == "--bench") {
-        println!("redeem_latency: run it with `cargo bench -p paygress --bench redeem_latency`");
+        println!(
+            "redeem_latency: run it with `cargo bench -p paygress-verifier --bench redeem_latency`"
+        );
         return;
     }
     let n: usize = std::env::var("PAYGRESS_BENCH_N")
@@ -76,11 +78,13 @@ async fn main() {
     let client = loopback_http_client();
 
     // The bare receiver: cdk's wallet over the same kind of store.
-    let (seed, _) = paygress::seed::load_or_create(&dir.path().join("bare"), None).expect("seed");
-    let store = paygress::wallet::open_store(&dir.path().join("bare"))
+    let (seed, _) =
+        paygress_verifier::seed::load_or_create(&dir.path().join("bare"), None).expect("seed");
+    let store = paygress_verifier::wallet::open_store(&dir.path().join("bare"))
         .await
         .expect("store");
-    let bare = paygress::wallet::build_mint_wallet(&store, &url, "sat", seed).expect("wallet");
+    let bare =
+        paygress_verifier::wallet::build_mint_wallet(&store, &url, "sat", seed).expect("wallet");
     bare.load_metadata().await.expect("mint metadata");
 
     let mut auth_times = Vec::with_capacity(n);

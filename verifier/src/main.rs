@@ -5,9 +5,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use paygress::cli::{Cli, Command, TokenCommand, WalletCommand};
-use paygress::commands::{pay, token_cmd, wallet_cmd};
-use paygress::{config, seed, server};
+use paygress_verifier::cli::{Cli, Command, TokenCommand, WalletCommand};
+use paygress_verifier::commands::{pay, token_cmd, wallet_cmd};
+use paygress_verifier::{config, seed, server};
 use tracing_subscriber::EnvFilter;
 
 /// The default log filter: the verifier at info, cdk's chatty wallet at warn.

@@ -80,7 +80,8 @@ pub const SPOOFED: [(&str, &str); 8] = [
 // ---------------------------------------------------------------------------
 // What `just build` makes.
 
-const BUILD_HINT: &str = "run `just build` from the repository root (`cargo build -p paygress` \
+const BUILD_HINT: &str =
+    "run `just build` from the repository root (`cargo build -p paygress-verifier` \
      and `cargo build -p paygress-filter --target wasm32-wasip1 --profile wasm-release`)";
 
 /// The filter's release build, which the Envoy configs load. Panics when it

@@ -52,7 +52,7 @@ pub fn paygress_bin() -> PathBuf {
             if std::env::var_os("PAYGRESS_BIN").is_none_or(|v| v.is_empty()) {
                 let mut cargo = Command::new(env!("CARGO"));
                 cargo
-                    .args(["build", "-p", "paygress", "--bin", "paygress"])
+                    .args(["build", "-p", "paygress-verifier", "--bin", "paygress"])
                     .current_dir(tools::workspace_root())
                     .stdin(Stdio::null());
                 // Cargo gives a test process the variables of the package
@@ -81,7 +81,7 @@ pub fn paygress_bin() -> PathBuf {
                     .unwrap_or_else(|err| panic!("cannot run cargo to build paygress: {err}"));
                 assert!(
                     status.success(),
-                    "`cargo build -p paygress --bin paygress` failed ({status}); build it by hand \
+                    "`cargo build -p paygress-verifier --bin paygress` failed ({status}); build it by hand \
                      from the repository root, or point PAYGRESS_BIN at a binary"
                 );
             }
