@@ -41,7 +41,7 @@ test: setup lint build
 
 # Render every Envoy config in envoy/ and validate it with the real Envoy.
 check-envoy: setup build
-    source scripts/tools.sh && cargo test -p paygress-tests --test envoy_configs --locked
+    source scripts/tools.sh && cargo test -p paygress-tests --test e2e --locked -- envoy_configs::
 
 # Benchmarks: each prints its numbers beside a baseline measured in the same run.
 bench: setup build

@@ -2,12 +2,10 @@
 //! and a real mint, with the committed `traefik/traefik.yml.template` and
 //! `traefik/dynamic.yml.template`.
 
-mod common;
-
 use std::process::Command;
 
-use common::spellings::check_catalogue;
-use common::{
+use crate::common::spellings::check_catalogue;
+use crate::common::{
     check_table, mint_down, proxy_dir, render, repo_file, verifier_down, write_in, Expect, Proxy,
     Stack,
 };

@@ -1,4 +1,4 @@
-//! The verifier's wallet and command line, end to end (issue 3): the balance
+//! The verifier's wallet and command line, end to end: the balance
 //! survives a restart, `wallet send` moves money to another wallet, a payer
 //! funds a wallet and pays with `paygress pay`, `token decode` shows no
 //! secret, a bad config stops the process naming the key, SIGTERM is graceful.
@@ -7,14 +7,12 @@
 //! (fees included), another unit or unknown mints without spending, and
 //! never sends the token to another origin than the one that asked for it.
 
-mod verifier_support;
-
 use std::os::unix::fs::PermissionsExt;
 
+use crate::verifier_support::*;
 use cdk::Amount;
 use paygress_tests::{TestMint, TestWallet};
 use serde_json::{json, Value};
-use verifier_support::*;
 
 #[tokio::test]
 async fn a_restart_keeps_the_wallet_balance() {
@@ -180,7 +178,7 @@ async fn wallet_melt_pays_a_lightning_invoice() {
     // (this mint's own invoices are paid by its fake backend already, so it
     // could not settle them internally); the operator pays it from the
     // verifier's wallet, through this mint's (fake) Lightning backend.
-    let elsewhere = verifier_support::mint().await;
+    let elsewhere = crate::verifier_support::mint().await;
     let receiver = TestWallet::new(&elsewhere.url()).await;
     let quote = receiver
         .inner()

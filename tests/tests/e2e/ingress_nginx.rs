@@ -13,12 +13,10 @@
 //! the catalogue of spellings (`common::spellings`): no spelling of a paid
 //! path reaches the upstream unpaid or costs less than its dearest reading.
 
-mod common;
-
 use std::process::Command;
 
-use common::spellings::check_catalogue;
-use common::{
+use crate::common::spellings::check_catalogue;
+use crate::common::{
     check_table, mint_down, payment_required, proxy_dir, render, repo_file, verifier_down,
     write_in, Expect, Proxy, Stack, PREMIUM_PLUS,
 };

@@ -426,7 +426,7 @@ pub fn assert_counters(before: &Counters, after: &Counters, moved: &[(&str, u64)
 // ---------------------------------------------------------------------------
 // The plugin configuration.
 
-/// The plugin configuration of a template (JSON, the DESIGN.md schema), for
+/// The plugin configuration of a template (JSON, docs/contract.md), for
 /// one accepted mint. The verifier gets the same document.
 ///
 /// `envoy/envoy.yaml`: `/free` and `/healthz` free, `/premium` 1000,

@@ -15,18 +15,16 @@
 //!   beyond `PAYGRESS_MAX_REDEMPTIONS` a token is refused with a 503 before
 //!   anything is swapped.
 
-mod verifier_support;
-
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::verifier_support::*;
 use cdk::nuts::nut00::ProofsMethods;
 use cdk::nuts::{CheckStateRequest, State, Token};
 use paygress_tests::{DelayProxy, TestMint, TestWallet};
 use serde_json::Value;
 use tokio::sync::Barrier;
-use verifier_support::*;
 
 #[tokio::test]
 async fn a_stopped_mint_is_503_and_the_token_stays_spendable() {

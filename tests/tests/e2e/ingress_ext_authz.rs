@@ -8,15 +8,13 @@
 //! sources of the original request, with sources that disagree, and with
 //! odd `X-Original-URL` authorities.
 
-mod common;
-
 use std::process::Command;
 
-use common::spellings::{
+use crate::common::spellings::{
     check_auth_cases, check_catalogue, check_catalogue_against_the_model,
     check_catalogue_at_verifier, AUTHORITIES, DISAGREEING_SOURCES,
 };
-use common::{
+use crate::common::{
     check_table, mint_down, own_authorization_kept, pay_with_bearer, proxy_dir, render, repo_file,
     verifier_down, write_in, Expect, Proxy, Stack,
 };

@@ -1,21 +1,19 @@
-//! End-to-end tests of the verifier's `/auth` (issue 3): the real `paygress`
+//! End-to-end tests of the verifier's `/auth`: the real `paygress`
 //! binary in front of a real cdk-mintd, paid with tokens from cdk's wallet.
 //!
 //! Each test starts its own mint (about a second) and verifier, so tests run
 //! in parallel without sharing state.
 
-mod verifier_support;
-
 use std::str::FromStr;
 use std::sync::Arc;
 
+use crate::verifier_support::*;
 use cdk::nuts::{CurrencyUnit, PaymentRequest};
 use cdk::wallet::SendOptions;
 use cdk::Amount;
 use paygress_tests::counting_proxy::CountingProxy;
 use paygress_tests::{MintOptions, TestMint, TestWallet};
 use serde_json::{json, Value};
-use verifier_support::*;
 
 /// base64url without padding.
 fn b64url(bytes: &[u8]) -> String {

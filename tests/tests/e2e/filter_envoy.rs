@@ -15,22 +15,19 @@
 //! (`common::check_table`), and the catalogue of path and host spellings
 //! (`common::spellings`).
 
-mod common;
-mod filter_support;
-
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
-use cdk::nuts::{CurrencyUnit, TokenV3};
-use common::spellings::check_catalogue;
-use common::{check_table, get, send, Expect};
-use filter_support::{
+use crate::common::spellings::check_catalogue;
+use crate::common::{check_table, get, send, Expect};
+use crate::filter_support::{
     assert_counters, assert_no_verification_headers, assert_paid_upstream, assert_payment_required,
     assert_refusal, assert_token_not_upstream, head_header, plugin_config, seen_in_answer,
     EnvoyProcess, FaultyVerifier, Setup, Template, ALLOWED_ON_FAILURE, CALLOUTS, CALLOUT_FAILURES,
     CHALLENGED, DEFAULT_PRICE, FREE, GRANTED, ISTIO_CLUSTER, PLAIN_PRICES, PREMIUM, PREMIUM_PLUS,
     REJECTED, SPOOFED, VERIFIER_REFUSED,
 };
+use cdk::nuts::{CurrencyUnit, TokenV3};
 use paygress_tests::{free_port, loopback_url, MintOptions, TestMint, TestWallet};
 
 /// How long Envoy may take to refuse an invalid plugin configuration.

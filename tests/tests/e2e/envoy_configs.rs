@@ -15,13 +15,13 @@
 //! reads it, so the upstream gets the path that was priced, and headers with
 //! underscores are dropped.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use common::{placeholders, proxy_dir, render, repo_file, write_in, EchoUpstream, Proxy, Stack};
+use crate::common::{
+    placeholders, proxy_dir, render, repo_file, write_in, EchoUpstream, Proxy, Stack,
+};
 use paygress_tests::{free_port, tools};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

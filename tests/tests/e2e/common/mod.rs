@@ -3,7 +3,7 @@
 //! echo upstream that reports what reached it, config templates rendered with
 //! free ports, and the table of checks that every ingress must pass.
 //!
-//! The table (issue 5): a free path goes through; a paid path without a token
+//! The contract table: a free path goes through; a paid path without a token
 //! is a 402 whose `X-Cashu` cdk parses and whose body is the JSON of the
 //! contract; a token pays once (200, the upstream sees the verification
 //! headers and not the token), the second time is a 400
