@@ -26,6 +26,7 @@ use tempfile::TempDir;
 
 use crate::common::spellings::Prices;
 use crate::common::{repo_file, Answer, EchoUpstream, Seen, Site, Verifier};
+use paygress_filter::metrics::Counter;
 
 /// The price of a paid path that no tier matches (`default_amount`).
 pub const DEFAULT_PRICE: u64 = 300;
@@ -44,25 +45,21 @@ pub const PLAIN_PRICES: Prices = Prices {
 /// How long Envoy may take to answer `/ready` (V8 compiles the filter).
 pub const ENVOY_READY_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// The filter's counters, as Envoy's `/stats/prometheus` names them.
-pub const FREE: &str = "paygress_free_total";
-pub const CHALLENGED: &str = "paygress_challenged_total";
-pub const REJECTED: &str = "paygress_rejected_total";
-pub const CALLOUTS: &str = "paygress_callouts_total";
-pub const GRANTED: &str = "paygress_granted_total";
-pub const VERIFIER_REFUSED: &str = "paygress_verifier_refused_total";
-pub const CALLOUT_FAILURES: &str = "paygress_callout_failures_total";
-pub const ALLOWED_ON_FAILURE: &str = "paygress_allowed_on_failure_total";
-pub const COUNTERS: [&str; 8] = [
-    FREE,
-    CHALLENGED,
-    REJECTED,
-    CALLOUTS,
-    GRANTED,
-    VERIFIER_REFUSED,
-    CALLOUT_FAILURES,
-    ALLOWED_ON_FAILURE,
-];
+/// The filter's counters, named by the filter itself (the names Envoy's
+/// `/stats/prometheus` prints).
+pub const FREE: &str = Counter::Free.name();
+pub const CHALLENGED: &str = Counter::Challenged.name();
+pub const REJECTED: &str = Counter::Rejected.name();
+pub const CALLOUTS: &str = Counter::Callouts.name();
+pub const GRANTED: &str = Counter::Granted.name();
+pub const VERIFIER_REFUSED: &str = Counter::VerifierRefused.name();
+pub const CALLOUT_FAILURES: &str = Counter::CalloutFailures.name();
+pub const ALLOWED_ON_FAILURE: &str = Counter::AllowedOnFailure.name();
+
+/// Every counter of the filter.
+pub fn counters() -> impl Iterator<Item = &'static str> {
+    Counter::ALL.into_iter().map(Counter::name)
+}
 
 /// Verification headers a client tries to forge (dashed, and the underscore
 /// spellings that CGI/WSGI-style upstreams read as the dashed ones).
@@ -349,7 +346,7 @@ impl Envoy {
     }
 
     /// The filter's counters, from `/stats/prometheus`; panics when one of
-    /// [`COUNTERS`] is not there.
+    /// [`counters`] is not there.
     pub async fn counters(&self) -> Counters {
         let text = self.admin_get("/stats/prometheus").await;
         let mut values = BTreeMap::new();
@@ -367,7 +364,7 @@ impl Envoy {
             // Counters are whole numbers, printed as such.
             values.insert(name.to_string(), value as u64);
         }
-        for name in COUNTERS {
+        for name in counters() {
             assert!(
                 values.contains_key(name),
                 "Envoy's /stats/prometheus has no {name}; it has {values:?}"
@@ -409,7 +406,7 @@ impl Counters {
 pub fn assert_counters(before: &Counters, after: &Counters, moved: &[(&str, u64)], context: &str) {
     let mut expected = BTreeMap::new();
     let mut actual = BTreeMap::new();
-    for name in COUNTERS {
+    for name in counters() {
         let want = moved
             .iter()
             .find(|(n, _)| *n == name)
