@@ -14,13 +14,17 @@
 //!   ([`mint::TestMint`]);
 //! - [`wallet`] is a cdk wallet that pays ([`wallet::TestWallet`]);
 //! - [`delay_proxy`] holds back a server's answers (a slow mint, made from a
-//!   real one: [`delay_proxy::DelayProxy`]).
+//!   real one: [`delay_proxy::DelayProxy`]);
+//! - [`counting_proxy`] counts (and may hold) the requests a server gets;
+//! - [`render`] renders the committed config templates, as
+//!   `scripts/render.py` does.
 
 pub mod counting_proxy;
 pub mod delay_proxy;
 pub mod mint;
 pub mod ports;
 pub mod process;
+pub mod render;
 pub mod tools;
 pub mod wallet;
 

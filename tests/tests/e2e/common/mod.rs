@@ -64,51 +64,8 @@ pub fn repo_file(relative: &str) -> String {
         .unwrap_or_else(|err| panic!("cannot read {}: {err}", path.display()))
 }
 
-/// Replaces every `${NAME}` with its value; panics when a placeholder of the
-/// template has no value or a value names no placeholder, so a config never
-/// reaches a proxy half-rendered.
-pub fn render(template: &str, values: &[(&str, String)]) -> String {
-    let mut text = template.to_string();
-    for (name, value) in values {
-        let placeholder = format!("${{{name}}}");
-        assert!(
-            text.contains(&placeholder),
-            "the template has no {placeholder} placeholder"
-        );
-        text = text.replace(&placeholder, value);
-    }
-    let leftover: Vec<&str> = placeholders(&text);
-    assert!(
-        leftover.is_empty(),
-        "placeholders left without a value: {leftover:?}"
-    );
-    text
-}
-
-/// The `${UPPER_CASE}` placeholders of a template (NGINX's own `$variables`
-/// are lower case and do not count).
-pub fn placeholders(text: &str) -> Vec<&str> {
-    let mut found = Vec::new();
-    let mut rest = text;
-    while let Some(start) = rest.find("${") {
-        let after = &rest[start + 2..];
-        match after.find('}') {
-            Some(end) => {
-                let name = &after[..end];
-                if !name.is_empty()
-                    && name
-                        .chars()
-                        .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
-                {
-                    found.push(name);
-                }
-                rest = &after[end..];
-            }
-            None => break,
-        }
-    }
-    found
-}
+/// The one template renderer (the rule of `scripts/render.py`).
+pub use paygress_tests::render::{placeholders, render};
 
 // ---------------------------------------------------------------------------
 // The echo upstream.

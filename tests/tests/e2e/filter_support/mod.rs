@@ -110,58 +110,7 @@ pub fn require_verifier_binary() {
     );
 }
 
-// ---------------------------------------------------------------------------
-// Rendering (the rule of scripts/render.py).
-
-/// Whether `name` is a placeholder name: `[A-Z0-9_]+`.
-fn is_placeholder_name(name: &str) -> bool {
-    !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
-}
-
-/// Replaces every `${NAME}` with its value, in one pass (a value is not
-/// rendered again), as `scripts/render.py` does; panics, naming them, when
-/// placeholders have no value, so a config never reaches Envoy half-rendered.
-pub fn render(template: &str, values: &[(&str, String)]) -> String {
-    let value_of = |name: &str| {
-        values
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map(|(_, v)| v.as_str())
-    };
-    let mut out = String::with_capacity(template.len());
-    let mut missing: Vec<&str> = Vec::new();
-    let mut rest = template;
-    while let Some(start) = rest.find("${") {
-        out.push_str(&rest[..start]);
-        let after = &rest[start + 2..];
-        match after.find('}') {
-            Some(end) if is_placeholder_name(&after[..end]) => {
-                let name = &after[..end];
-                match value_of(name) {
-                    Some(value) => out.push_str(value),
-                    None => missing.push(name),
-                }
-                rest = &after[end + 1..];
-            }
-            _ => {
-                out.push_str("${");
-                rest = after;
-            }
-        }
-    }
-    out.push_str(rest);
-    missing.sort_unstable();
-    missing.dedup();
-    assert!(
-        missing.is_empty(),
-        "the template needs values for: {}",
-        missing.join(", ")
-    );
-    out
-}
+pub use paygress_tests::render::render;
 
 // ---------------------------------------------------------------------------
 // Envoy.
