@@ -25,6 +25,8 @@ pub mod path;
 pub mod payment_request;
 pub mod precheck;
 pub mod pricing;
+#[cfg(any(test, feature = "test-util"))]
+pub mod test_util;
 pub mod token;
 
 pub use challenge::Challenge;

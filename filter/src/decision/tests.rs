@@ -1,9 +1,10 @@
-use base64::engine::general_purpose::{URL_SAFE, URL_SAFE_NO_PAD};
+use base64::engine::general_purpose::URL_SAFE;
 use base64::Engine as _;
 use proptest::prelude::*;
 use serde_json::{json, Value};
 
 use super::*;
+use paygress_core::test_util::{token_a, token_b};
 
 const MINT: &str = "http://127.0.0.1:3338";
 
@@ -53,49 +54,6 @@ fn request(path: &str, extra: &[(&str, &str)]) -> Vec<(String, Vec<u8>)> {
     ]);
     h.extend(headers(extra));
     h
-}
-
-/// A cashuA (V3 JSON) token.
-fn token_a(mint: &str, unit: &str, amounts: &[u64]) -> String {
-    let proofs: Vec<Value> = amounts
-        .iter()
-        .enumerate()
-        .map(|(i, a)| {
-            json!({
-                "amount": a,
-                "id": "00ad268c4d1f5826",
-                "secret": format!("secret-{i}"),
-                "C": "02bc9097997d81afb2cc7346b5e4345a9346bd2a506eb7958598a72f0cf85163ea"
-            })
-        })
-        .collect();
-    let v = json!({ "token": [ { "mint": mint, "proofs": proofs } ], "unit": unit });
-    format!("cashuA{}", URL_SAFE_NO_PAD.encode(v.to_string()))
-}
-
-/// A cashuB (V4 CBOR) token.
-fn token_b(mint: &str, unit: &str, amount: u64) -> String {
-    use ciborium::Value as C;
-    let proof = C::Map(vec![
-        (C::Text("a".into()), C::Integer(amount.into())),
-        (C::Text("s".into()), C::Text("secret-b".into())),
-        (C::Text("c".into()), C::Bytes(vec![2; 33])),
-    ]);
-    let entry = C::Map(vec![
-        (
-            C::Text("i".into()),
-            C::Bytes(vec![0x00, 0xad, 0x26, 0x8c, 0x4d, 0x1f, 0x58, 0x26]),
-        ),
-        (C::Text("p".into()), C::Array(vec![proof])),
-    ]);
-    let token = C::Map(vec![
-        (C::Text("m".into()), C::Text(mint.into())),
-        (C::Text("u".into()), C::Text(unit.into())),
-        (C::Text("t".into()), C::Array(vec![entry])),
-    ]);
-    let mut cbor = Vec::new();
-    ciborium::ser::into_writer(&token, &mut cbor).unwrap();
-    format!("cashuB{}", URL_SAFE_NO_PAD.encode(cbor))
 }
 
 fn header<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {

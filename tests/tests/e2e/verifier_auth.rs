@@ -11,33 +11,10 @@ use crate::verifier_support::*;
 use cdk::nuts::{CurrencyUnit, PaymentRequest};
 use cdk::wallet::SendOptions;
 use cdk::Amount;
+use paygress_core::test_util::{base64url, cashu_a};
 use paygress_tests::counting_proxy::CountingProxy;
 use paygress_tests::{MintOptions, TestMint, TestWallet};
 use serde_json::{json, Value};
-
-/// base64url without padding.
-fn b64url(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        let chars = chunk.len() + 1;
-        for i in 0..chars {
-            out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
-        }
-    }
-    out
-}
-
-/// A cashuA token from its JSON.
-fn cashu_a(value: &Value) -> String {
-    format!("cashuA{}", b64url(value.to_string().as_bytes()))
-}
 
 /// One way of telling the verifier the original request: a name, the /auth
 /// URL, the headers, and the price and tier it must come out at.
@@ -525,11 +502,11 @@ async fn malformed_oversized_and_hostile_tokens_are_400() {
         ("bad base64", b"cashuB!!!!****".to_vec()),
         (
             "not CBOR",
-            format!("cashuB{}", b64url(b"definitely not cbor")).into_bytes(),
+            format!("cashuB{}", base64url(b"definitely not cbor")).into_bytes(),
         ),
         (
             "not JSON",
-            format!("cashuA{}", b64url(b"{\"token\": [")).into_bytes(),
+            format!("cashuA{}", base64url(b"{\"token\": [")).into_bytes(),
         ),
         ("no proofs", v3(&url, "sat", vec![]).into_bytes()),
         (

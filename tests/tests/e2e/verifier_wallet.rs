@@ -717,7 +717,7 @@ fn token_decode_prints_no_secret() {
         "unit": "sat",
         "memo": "thanks"
     });
-    let encoded = format!("cashuA{}", base64_url(token.to_string().as_bytes()));
+    let encoded = paygress_core::test_util::cashu_a(&token);
     let out = paygress_ok(&["token", "decode", &encoded]);
     let v: Value = serde_json::from_str(&out).expect("JSON");
     assert_eq!(v["mint"], "https://mint.example");
@@ -823,21 +823,4 @@ async fn environment_overrides_reprice_and_name_the_mints() {
         log.contains("default=21") && log.contains(&url),
         "no start summary: {log}"
     );
-}
-
-fn base64_url(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..=chunk.len() {
-            out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
-        }
-    }
-    out
 }
