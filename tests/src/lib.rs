@@ -17,7 +17,8 @@
 //!   real one: [`delay_proxy::DelayProxy`]);
 //! - [`counting_proxy`] counts (and may hold) the requests a server gets;
 //! - [`render`] renders the committed config templates, as
-//!   `scripts/render.py` does.
+//!   `scripts/render.py` does;
+//! - [`verifier`] runs the real `paygress` verifier and its commands.
 
 pub mod counting_proxy;
 pub mod delay_proxy;
@@ -26,6 +27,7 @@ pub mod ports;
 pub mod process;
 pub mod render;
 pub mod tools;
+pub mod verifier;
 pub mod wallet;
 
 pub use delay_proxy::DelayProxy;

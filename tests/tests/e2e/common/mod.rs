@@ -38,9 +38,7 @@ use cdk::mint_url::MintUrl;
 use cdk::nuts::{CurrencyUnit, PaymentRequest};
 use cdk::Amount;
 use paygress_tests::process::{loopback_http_client, write_file};
-use paygress_tests::{
-    free_port, loopback_url, tools, ChildProcess, MintOptions, TestMint, TestWallet,
-};
+use paygress_tests::{loopback_url, tools, ChildProcess, MintOptions, TestMint, TestWallet};
 use serde_json::{json, Value};
 use tempfile::TempDir;
 
@@ -426,91 +424,8 @@ async fn echo(
 // ---------------------------------------------------------------------------
 // The verifier.
 
-/// `paygress serve` on a free loopback port, with its own data dir.
-#[derive(Debug)]
-pub struct Verifier {
-    port: u16,
-    process: Option<ChildProcess>,
-    dir: TempDir,
-}
-
-impl Verifier {
-    /// Writes `config` and starts the verifier; returns once `/readyz` is 200.
-    pub async fn start(config: &Value) -> Self {
-        let dir = tempfile::Builder::new()
-            .prefix("paygress-verifier-")
-            .tempdir()
-            .unwrap_or_else(|err| panic!("verifier: cannot create a temp dir: {err}"));
-        let config_path = dir.path().join("config.json");
-        write_file(&config_path, &config.to_string());
-        let data_dir = dir.path().join("data");
-        std::fs::create_dir_all(&data_dir)
-            .unwrap_or_else(|err| panic!("verifier: cannot create the data dir: {err}"));
-        let port = free_port();
-        let mut command = Command::new(tools::paygress_bin());
-        command
-            .arg("serve")
-            .arg("--config")
-            .arg(&config_path)
-            .arg("--listen")
-            .arg(format!("127.0.0.1:{port}"))
-            .arg("--data-dir")
-            .arg(&data_dir)
-            .env_remove("PAYGRESS_MNEMONIC")
-            .env("RUST_LOG", "info");
-        let mut process = ChildProcess::spawn("paygress-verifier", command);
-        process
-            .wait_http_ok(
-                &format!("{}/readyz", loopback_url(port)),
-                VERIFIER_READY_TIMEOUT,
-            )
-            .await;
-        Self {
-            port,
-            process: Some(process),
-            dir,
-        }
-    }
-
-    pub fn port(&self) -> u16 {
-        self.port
-    }
-
-    /// `127.0.0.1:<port>`
-    pub fn addr(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-
-    pub fn url(&self) -> String {
-        loopback_url(self.port)
-    }
-
-    /// The verifier's log so far.
-    pub fn log(&self) -> String {
-        self.process
-            .as_ref()
-            .map(ChildProcess::log)
-            .unwrap_or_default()
-    }
-
-    /// Stops the verifier and waits until its port refuses connections.
-    pub fn stop(&mut self) {
-        if let Some(mut process) = self.process.take() {
-            process.stop();
-        }
-        for _ in 0..100 {
-            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("verifier: port {} still open after stop", self.port);
-    }
-
-    pub fn dir(&self) -> &Path {
-        self.dir.path()
-    }
-}
+/// The verifier process (shared with every test).
+pub use paygress_tests::verifier::Verifier;
 
 // ---------------------------------------------------------------------------
 // The stack every ingress test runs against.
