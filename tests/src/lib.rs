@@ -18,10 +18,12 @@
 //! - [`counting_proxy`] counts (and may hold) the requests a server gets;
 //! - [`render`] renders the committed config templates, as
 //!   `scripts/render.py` does;
-//! - [`verifier`] runs the real `paygress` verifier and its commands.
+//! - [`verifier`] runs the real `paygress` verifier and its commands;
+//! - [`http`] asks a server and reads its [`http::Answer`].
 
 pub mod counting_proxy;
 pub mod delay_proxy;
+pub mod http;
 pub mod mint;
 pub mod ports;
 pub mod process;

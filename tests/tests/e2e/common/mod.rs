@@ -37,7 +37,7 @@ use axum::Json;
 use cdk::mint_url::MintUrl;
 use cdk::nuts::{CurrencyUnit, PaymentRequest};
 use cdk::Amount;
-use paygress_tests::process::{loopback_http_client, write_file};
+use paygress_tests::process::write_file;
 use paygress_tests::{loopback_url, tools, ChildProcess, MintOptions, TestMint, TestWallet};
 use serde_json::{json, Value};
 use tempfile::TempDir;
@@ -578,62 +578,15 @@ pub struct Expect {
     pub mint_down_json: bool,
 }
 
-/// An HTTP answer as the client saw it.
-#[derive(Debug)]
-pub struct Answer {
-    pub status: u16,
-    pub headers: BTreeMap<String, Vec<String>>,
-    pub body: String,
-}
+pub use paygress_tests::http::Answer;
 
-impl Answer {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .get(&name.to_ascii_lowercase())
-            .and_then(|v| v.first())
-            .map(String::as_str)
-    }
-
-    pub fn json(&self) -> Value {
-        serde_json::from_str(&self.body)
-            .unwrap_or_else(|err| panic!("not JSON ({err}): {:?}", self.body))
-    }
-}
-
-/// Sends `method url` with `headers` (and `body`) and returns what came back.
+/// Sends `method url` with text `headers` (and `body`).
 pub async fn send(method: &str, url: &str, headers: &[(&str, &str)], body: Option<&str>) -> Answer {
-    let client = loopback_http_client();
-    let method = reqwest::Method::from_str(method)
-        .unwrap_or_else(|err| panic!("bad method {method}: {err}"));
-    let mut request = client.request(method, url).timeout(Duration::from_secs(30));
-    for (name, value) in headers {
-        request = request.header(*name, *value);
-    }
-    if let Some(body) = body {
-        request = request.body(body.to_string());
-    }
-    let response = request
-        .send()
-        .await
-        .unwrap_or_else(|err| panic!("{url}: request failed: {err}"));
-    let status = response.status().as_u16();
-    let mut map: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for (name, value) in response.headers() {
-        map.entry(name.as_str().to_ascii_lowercase())
-            .or_default()
-            .push(String::from_utf8_lossy(value.as_bytes()).into_owned());
-    }
-    let body = response
-        .text()
-        .await
-        .unwrap_or_else(|err| panic!("{url}: cannot read the body: {err}"));
-    Answer {
-        status,
-        headers: map,
-        body,
-    }
+    let headers: Vec<(&str, &[u8])> = headers.iter().map(|(n, v)| (*n, v.as_bytes())).collect();
+    paygress_tests::http::send(method, url, &headers, body).await
 }
 
+/// `GET url` with text `headers`.
 pub async fn get(url: &str, headers: &[(&str, &str)]) -> Answer {
     send("GET", url, headers, None).await
 }

@@ -7,7 +7,6 @@
 use std::path::Path;
 use std::process::Output;
 
-use paygress_tests::process::loopback_http_client;
 use paygress_tests::TestMint;
 use serde_json::{json, Value};
 
@@ -34,94 +33,17 @@ pub fn config(mint_url: &str) -> Value {
     })
 }
 
-/// An answer of the verifier.
-#[derive(Debug, Clone)]
-pub struct Answer {
-    pub status: u16,
-    pub headers: reqwest::header::HeaderMap,
-    pub body: String,
-}
-
-impl Answer {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).and_then(|v| v.to_str().ok())
-    }
-
-    pub fn json(&self) -> Value {
-        serde_json::from_str(&self.body)
-            .unwrap_or_else(|err| panic!("body is not JSON ({err}): {:?}", self.body))
-    }
-
-    /// The refusal code of a 4xx/5xx JSON body.
-    pub fn code(&self) -> String {
-        self.json()["code"].as_str().unwrap_or_default().to_string()
-    }
-
-    /// Asserts a refusal with this status and code.
-    pub fn assert_refused(&self, status: u16, code: &str) {
-        // Not `code()`: an answer without a JSON body (a 200) must fail
-        // this assertion with the answer, not a parse error.
-        let found = serde_json::from_str::<Value>(&self.body)
-            .ok()
-            .and_then(|v| v["code"].as_str().map(str::to_string))
-            .unwrap_or_default();
-        assert_eq!(
-            (self.status, found.as_str()),
-            (status, code),
-            "unexpected answer: {self:?}"
-        );
-    }
-
-    /// Asserts a refusal with this status and code that says when to try
-    /// again (`Retry-After` in whole seconds); returns those seconds.
-    pub fn assert_retry_later(&self, status: u16, code: &str) -> u64 {
-        self.assert_refused(status, code);
-        self.header("retry-after")
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or_else(|| panic!("no Retry-After in seconds: {self:?}"))
-    }
-
-    /// Asserts a paid 200 and returns the amount received.
-    pub fn assert_paid(&self) -> u64 {
-        assert_eq!(self.status, 200, "not a 200: {self:?}");
-        assert_eq!(self.header("x-payment-verified"), Some("true"), "{self:?}");
-        let user = self.header("x-user-id").unwrap_or_default();
-        assert_eq!(user.len(), 16, "X-User-ID: {self:?}");
-        self.header("x-payment-amount")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| panic!("no X-Payment-Amount: {self:?}"))
-    }
-}
+pub use paygress_tests::http::Answer;
 
 /// `GET url` with these headers (raw bytes allowed).
 pub async fn get(url: &str, headers: &[(&str, &[u8])]) -> Answer {
-    try_get(url, headers)
-        .await
-        .unwrap_or_else(|err| panic!("{err}"))
+    paygress_tests::http::send("GET", url, headers, None).await
 }
 
 /// `GET url` with these headers; `Err` when no answer came (the connection
 /// was refused or broke: a verifier killed mid-request, say).
 pub async fn try_get(url: &str, headers: &[(&str, &[u8])]) -> Result<Answer, String> {
-    let client = loopback_http_client();
-    let mut request = client.get(url);
-    for (name, value) in headers {
-        let value = reqwest::header::HeaderValue::from_bytes(value)
-            .unwrap_or_else(|err| panic!("header {name}: {err}"));
-        request = request.header(*name, value);
-    }
-    let response = request
-        .send()
-        .await
-        .map_err(|err| format!("GET {url}: {err}"))?;
-    Ok(Answer {
-        status: response.status().as_u16(),
-        headers: response.headers().clone(),
-        body: response
-            .text()
-            .await
-            .map_err(|err| format!("GET {url}: reading the body: {err}"))?,
-    })
+    paygress_tests::http::try_send("GET", url, headers, None).await
 }
 
 /// `GET url` with `X-Cashu: token`.
