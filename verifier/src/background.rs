@@ -62,7 +62,21 @@ async fn mint_loop(state: Arc<Verifier>, mint: Arc<MintWallet>) {
     }
 }
 
+/// How long the ledger remembers a token that paid (or was refunded).
+/// Afterwards a replay is refused by the mint instead (a swap attempt).
+pub const LEDGER_RETENTION_SECS: u64 = 30 * 24 * 3600;
+
 async fn settle(state: &Verifier, mint: &MintWallet) {
+    let ledger = state.redeemer.ledger();
+    match ledger.prune(LEDGER_RETENTION_SECS) {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(forgotten = n, "ledger: forgot tokens settled long ago"),
+        Err(e) => tracing::warn!(error = %e, "ledger: cannot prune"),
+    }
+    match ledger.unclaimed() {
+        Ok(n) => state.metrics.set_unclaimed(n),
+        Err(e) => tracing::warn!(error = %e, "ledger: cannot count unclaimed redemptions"),
+    }
     let timeout = state.settings.mint_timeout.max(Duration::from_secs(5)) * 4;
     match tokio::time::timeout(timeout, mint.settle()).await {
         Ok(Ok(s)) if s.released > 0 || s.compensated > 0 => {

@@ -9,6 +9,9 @@
 //! * `paygress_mint_errors_total{mint,kind}` — failures talking to a mint;
 //! * `paygress_refunds_total` — swapped tokens worth less than the price,
 //!   whose value went back to the client;
+//! * `paygress_redemptions_unclaimed` — tokens swapped into the wallet whose
+//!   client was never told (a timeout, a crash), as of the last settlement
+//!   pass: each is granted when presented again;
 //! * `paygress_redemptions_in_flight`, `paygress_mint_ready{mint}`.
 
 use std::collections::BTreeMap;
@@ -37,6 +40,7 @@ struct Inner {
     mint_ready: BTreeMap<String, bool>,
     latency: Histogram,
     refunds: u64,
+    unclaimed: u64,
 }
 
 /// The verifier's metrics. Cheap to update from many tasks.
@@ -101,6 +105,11 @@ impl Metrics {
             h.count += 1;
             h.sum += secs;
         });
+    }
+
+    /// Records how many swapped tokens wait for their client.
+    pub fn set_unclaimed(&self, n: u64) {
+        self.with(|i| i.unclaimed = n);
     }
 
     /// Counts one refund.
@@ -218,6 +227,13 @@ impl Metrics {
                 "Swapped tokens worth less than the price, refunded to the client.",
             );
             let _ = writeln!(out, "paygress_refunds_total {}", i.refunds);
+            header(
+                &mut out,
+                "paygress_redemptions_unclaimed",
+                "gauge",
+                "Tokens swapped whose client was never told; granted when presented again.",
+            );
+            let _ = writeln!(out, "paygress_redemptions_unclaimed {}", i.unclaimed);
             out
         })
     }
