@@ -18,6 +18,7 @@
 //! * [`ledger`] — what became of each token (swapping, credited, granted),
 //!   on disk, so that a timeout or a crash loses no payment;
 //! * [`files`] — the data dir's permissions (0700, files 0600);
+//! * [`mint`] — what the redeemer needs of a mint's wallet, as a trait;
 //! * [`error`] — the one refusal type, mapped to core's codes;
 //! * [`metrics`] — Prometheus text;
 //! * [`server`] — the axum routes and the graceful shutdown;
@@ -35,6 +36,7 @@ pub mod ids;
 pub mod ingress;
 pub mod ledger;
 pub mod metrics;
+pub mod mint;
 pub mod redeem;
 pub mod seed;
 pub mod server;

@@ -24,7 +24,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use cdk::nuts::PublicKey;
-use cdk::wallet::ReceiveOptions;
 use paygress_core::Token;
 use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard, OwnedSemaphorePermit, Semaphore};
 
@@ -32,7 +31,7 @@ use crate::error::{classify_receive_error, AuthError};
 use crate::ids;
 use crate::ledger::{Entry, Ledger};
 use crate::metrics::Metrics;
-use crate::wallet::MintWallet;
+use crate::mint::MintOps;
 
 /// How many proof secrets the replay cache remembers.
 pub const SPENT_CACHE_CAPACITY: usize = 200_000;
@@ -187,9 +186,9 @@ impl Redeemer {
     ///
     /// `raw` is the token as the client sent it, `token` its decoding (whose
     /// mint, unit and value were checked already).
-    pub async fn redeem(
+    pub async fn redeem<M: MintOps>(
         &self,
-        mint: &MintWallet,
+        mint: &M,
         raw: &str,
         token: &Token,
         deadline: Instant,
@@ -234,25 +233,21 @@ impl Redeemer {
         // The time left once it is our turn: no swap that could not finish.
         let left = deadline.saturating_duration_since(Instant::now());
         if left < MIN_SWAP_WINDOW {
-            self.metrics.mint_error(&mint.url, "deadline");
+            self.metrics.mint_error(mint.url(), "deadline");
             return Err(AuthError::Unfinished(format!(
                 "{} ms left of the request's deadline, too little to redeem",
                 left.as_millis()
             )));
         }
         let budget = left.min(self.mint_timeout);
-        self.ledger.begin(&key, &mint.url).map_err(store_error)?;
+        self.ledger.begin(&key, mint.url()).map_err(store_error)?;
         let started = Instant::now();
         let encoded = canonical_token(raw);
-        let outcome = tokio::time::timeout(
-            budget,
-            mint.wallet.receive(&encoded, ReceiveOptions::default()),
-        )
-        .await;
+        let outcome = tokio::time::timeout(budget, mint.receive(&encoded)).await;
         let took = started.elapsed();
         let received = match outcome {
             Err(_elapsed) => {
-                self.metrics.mint_error(&mint.url, "timeout");
+                self.metrics.mint_error(mint.url(), "timeout");
                 self.forget_if_not_pending(mint, &key, &ys).await;
                 return Err(AuthError::Unfinished(format!(
                     "no answer from the mint within {budget:?}"
@@ -264,33 +259,33 @@ impl Redeemer {
                     AuthError::AlreadySpent => {
                         self.spent.insert(token);
                         if let Err(e) = mint.discard_refused_receive(&ys).await {
-                            tracing::warn!(mint = %mint.url, error = %e, "cannot discard a refused redemption; settlement will");
+                            tracing::warn!(mint = %mint.url(), error = %e, "cannot discard a refused redemption; settlement will");
                         }
                     }
                     AuthError::OutputsAlreadySigned => {
                         tracing::error!(
-                            mint = %mint.url,
+                            mint = %mint.url(),
                             "the mint has signed our outputs already: another verifier derives the \
                              same outputs (same mnemonic and replica id); give each replica its own \
                              PAYGRESS_REPLICA_ID. Skipping the counter ahead."
                         );
-                        self.metrics.mint_error(&mint.url, "outputs_signed");
+                        self.metrics.mint_error(mint.url(), "outputs_signed");
                         if let Err(e) = mint.discard_refused_receive(&ys).await {
-                            tracing::warn!(mint = %mint.url, error = %e, "cannot discard a refused redemption; settlement will");
+                            tracing::warn!(mint = %mint.url(), error = %e, "cannot discard a refused redemption; settlement will");
                         }
                         if let Err(e) = mint.skip_counter(COUNTER_SKIP_ON_COLLISION).await {
-                            tracing::warn!(mint = %mint.url, error = %e, "cannot skip the counter");
+                            tracing::warn!(mint = %mint.url(), error = %e, "cannot skip the counter");
                         }
                     }
                     AuthError::MintUnavailable(_) => {
-                        self.metrics.mint_error(&mint.url, "unreachable")
+                        self.metrics.mint_error(mint.url(), "unreachable")
                     }
-                    AuthError::Internal(_) => self.metrics.mint_error(&mint.url, "store"),
-                    _ => self.metrics.mint_error(&mint.url, "refused"),
+                    AuthError::Internal(_) => self.metrics.mint_error(mint.url(), "store"),
+                    _ => self.metrics.mint_error(mint.url(), "refused"),
                 }
                 self.forget_if_not_pending(mint, &key, &ys).await;
                 tracing::info!(
-                    mint = %mint.url,
+                    mint = %mint.url(),
                     token = %ids::log_id(token),
                     error = %err,
                     code = %refusal.code(),
@@ -298,18 +293,18 @@ impl Redeemer {
                 );
                 return Err(refusal);
             }
-            Ok(Ok(amount)) => u64::from(amount),
+            Ok(Ok(amount)) => amount,
         };
         self.spent.insert(token);
-        if let Err(e) = self.ledger.credit(&key, &mint.url, received) {
+        if let Err(e) = self.ledger.credit(&key, mint.url(), received) {
             // The money is in the wallet; the row stays `swapping` and the
             // next presentation settles it from cdk's transaction record.
-            tracing::error!(mint = %mint.url, token = %ids::log_id(token), error = %e, "cannot record a redemption");
+            tracing::error!(mint = %mint.url(), token = %ids::log_id(token), error = %e, "cannot record a redemption");
             return Err(store_error(e));
         }
         self.metrics.redemption(took);
         tracing::info!(
-            mint = %mint.url,
+            mint = %mint.url(),
             token = %ids::log_id(token),
             face = token.total,
             received,
@@ -336,9 +331,9 @@ impl Redeemer {
     /// less than the price once swapped). Until the refund is made the
     /// credit stays, so a failure here loses nothing: the next presentation
     /// of the token tries again.
-    pub async fn refund(
+    pub async fn refund<M: MintOps>(
         &self,
-        mint: &MintWallet,
+        mint: &M,
         token: &Token,
         received: u64,
         price: u64,
@@ -351,8 +346,8 @@ impl Redeemer {
             return AuthError::AlreadySpent;
         }
         // The fee table was stale: reload it for the next token.
-        if let Err(e) = mint.load_metadata().await {
-            tracing::warn!(mint = %mint.url, error = %e, "cannot reload the mint's keysets");
+        if let Err(e) = mint.reload_fees().await {
+            tracing::warn!(mint = %mint.url(), error = %e, "cannot reload the mint's keysets");
         }
         // Making the refund is a swap too: one at a time per mint.
         let refund = async {
@@ -365,7 +360,7 @@ impl Redeemer {
                     tracing::error!(error = %e, "cannot record a refund");
                 }
                 self.metrics.refund();
-                tracing::warn!(mint = %mint.url, token = %ids::log_id(token), received, price, "the swap gave less than the price: refunded");
+                tracing::warn!(mint = %mint.url(), token = %ids::log_id(token), received, price, "the swap gave less than the price: refunded");
                 AuthError::ReceivedLess {
                     received,
                     price,
@@ -373,7 +368,7 @@ impl Redeemer {
                 }
             }
             Ok(Err(e)) => {
-                tracing::warn!(mint = %mint.url, error = %e, "cannot make a refund now");
+                tracing::warn!(mint = %mint.url(), error = %e, "cannot make a refund now");
                 AuthError::Unfinished("the refund could not be made yet".into())
             }
             Err(_) => AuthError::Unfinished("the refund could not be made in time".into()),
@@ -384,9 +379,9 @@ impl Redeemer {
     /// (the request gave up, or the verifier died): `Some(received)` when the
     /// mint swapped it into our wallet, `None` when it did not (the token is
     /// the client's; the caller may swap it now).
-    async fn resolve_unfinished(
+    async fn resolve_unfinished<M: MintOps>(
         &self,
-        mint: &MintWallet,
+        mint: &M,
         key: &[u8; 32],
         ys: &[PublicKey],
         deadline: Instant,
@@ -399,9 +394,9 @@ impl Redeemer {
         match completed {
             Some(received) => {
                 self.ledger
-                    .credit(key, &mint.url, received)
+                    .credit(key, mint.url(), received)
                     .map_err(store_error)?;
-                tracing::info!(mint = %mint.url, received, "an unfinished redemption had completed: credited");
+                tracing::info!(mint = %mint.url(), received, "an unfinished redemption had completed: credited");
                 Ok(Some(received))
             }
             None => {
@@ -413,7 +408,7 @@ impl Redeemer {
 
     /// Drops the ledger row of a swap that left nothing pending (the mint
     /// refused it, or it never left): the token is still the client's.
-    async fn forget_if_not_pending(&self, mint: &MintWallet, key: &[u8; 32], ys: &[PublicKey]) {
+    async fn forget_if_not_pending<M: MintOps>(&self, mint: &M, key: &[u8; 32], ys: &[PublicKey]) {
         match mint.has_pending(ys).await {
             Ok(false) => {
                 if let Err(e) = self.ledger.forget(key) {
@@ -428,9 +423,9 @@ impl Redeemer {
     /// If an earlier redemption of these proofs did not finish (the wallet
     /// holds them as pending), settle with the mint first: released proofs
     /// are redeemed afresh, swapped ones are found in cdk's records.
-    async fn settle_earlier_attempt(
+    async fn settle_earlier_attempt<M: MintOps>(
         &self,
-        mint: &MintWallet,
+        mint: &M,
         ys: &[PublicKey],
         deadline: Instant,
     ) -> Result<(), AuthError> {
@@ -441,21 +436,21 @@ impl Redeemer {
         if !pending {
             return Ok(());
         }
-        tracing::info!(mint = %mint.url, "an earlier redemption of this token is unfinished: settling it first");
+        tracing::info!(mint = %mint.url(), "an earlier redemption of this token is unfinished: settling it first");
         let budget = deadline
             .saturating_duration_since(Instant::now())
             .min(self.mint_timeout);
         match tokio::time::timeout(budget, mint.settle()).await {
-            Ok(Ok(s)) => tracing::info!(mint = %mint.url, ?s, "settled"),
-            Ok(Err(e)) => tracing::warn!(mint = %mint.url, error = %e, "settling failed"),
-            Err(_) => tracing::warn!(mint = %mint.url, "settling timed out"),
+            Ok(Ok(s)) => tracing::info!(mint = %mint.url(), ?s, "settled"),
+            Ok(Err(e)) => tracing::warn!(mint = %mint.url(), error = %e, "settling failed"),
+            Err(_) => tracing::warn!(mint = %mint.url(), "settling timed out"),
         }
         let still = mint
             .has_pending(ys)
             .await
             .map_err(|e| AuthError::Internal(format!("wallet store: {e}")))?;
         if still {
-            self.metrics.mint_error(&mint.url, "unreachable");
+            self.metrics.mint_error(mint.url(), "unreachable");
             return Err(AuthError::Unfinished(
                 "an earlier redemption of this token is not settled yet".into(),
             ));
@@ -508,6 +503,272 @@ pub fn canonical_token(raw: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use crate::wallet::Settlement;
+    use paygress_core::test_util::{cashu_a, KEYSET_ID, POINT};
+    use paygress_core::TokenLimits;
+    use tokio::sync::MutexGuard;
+
+    /// How the fake mint answers a swap.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    enum Mode {
+        /// Swaps, taking this input fee.
+        Swap { fee: u64 },
+        /// Swaps after this long (a slow mint); a swap abandoned half-way
+        /// is completed by the next settlement, as cdk's recovery does.
+        Slow(Duration),
+        /// Cannot be reached.
+        Down,
+    }
+
+    /// A mint and its wallet, in memory: what a swap did, by the proofs'
+    /// `Y`s. It stands in for cdk and cdk-mintd in these unit tests only.
+    #[derive(Debug)]
+    struct FakeMint {
+        gate: AsyncMutex<()>,
+        mode: Mutex<Mode>,
+        swapped: Mutex<HashMap<Vec<PublicKey>, u64>>,
+        pending: Mutex<HashMap<Vec<PublicKey>, u64>>,
+        swaps: AtomicUsize,
+    }
+
+    impl FakeMint {
+        fn new(mode: Mode) -> Self {
+            FakeMint {
+                gate: AsyncMutex::new(()),
+                mode: Mutex::new(mode),
+                swapped: Mutex::default(),
+                pending: Mutex::default(),
+                swaps: AtomicUsize::new(0),
+            }
+        }
+
+        fn set(&self, mode: Mode) {
+            *self.mode.lock().unwrap() = mode;
+        }
+
+        fn key(ys: &[PublicKey]) -> Vec<PublicKey> {
+            let mut ys = ys.to_vec();
+            ys.sort();
+            ys
+        }
+    }
+
+    impl MintOps for FakeMint {
+        fn url(&self) -> &str {
+            "http://fake.mint"
+        }
+
+        async fn swap_gate(&self) -> MutexGuard<'_, ()> {
+            self.gate.lock().await
+        }
+
+        async fn receive(&self, raw: &str) -> Result<u64, cdk::Error> {
+            let token = paygress_core::token::decode(raw, &TokenLimits::default())
+                .map_err(|e| cdk::Error::Custom(e.to_string()))?;
+            let ys =
+                FakeMint::key(&proof_ys(&token).map_err(|e| cdk::Error::Custom(e.to_string()))?);
+            if self.swapped.lock().unwrap().contains_key(&ys) {
+                return Err(cdk::Error::TokenAlreadySpent);
+            }
+            let mode = *self.mode.lock().unwrap();
+            self.swaps.fetch_add(1, Ordering::SeqCst);
+            match mode {
+                Mode::Down => Err(cdk::Error::HttpError(None, "connection refused".into())),
+                Mode::Swap { fee } => {
+                    let got = token.total - fee;
+                    self.swapped.lock().unwrap().insert(ys, got);
+                    Ok(got)
+                }
+                Mode::Slow(delay) => {
+                    self.pending.lock().unwrap().insert(ys.clone(), token.total);
+                    tokio::time::sleep(delay).await;
+                    self.pending.lock().unwrap().remove(&ys);
+                    self.swapped.lock().unwrap().insert(ys, token.total);
+                    Ok(token.total)
+                }
+            }
+        }
+
+        async fn has_pending(&self, ys: &[PublicKey]) -> Result<bool, cdk::Error> {
+            Ok(self
+                .pending
+                .lock()
+                .unwrap()
+                .contains_key(&FakeMint::key(ys)))
+        }
+
+        async fn settle(&self) -> Result<Settlement, cdk::Error> {
+            // The mint did swap what was in flight: recovery completes it.
+            let done: Vec<_> = self.pending.lock().unwrap().drain().collect();
+            let recovered = done.len();
+            self.swapped.lock().unwrap().extend(done);
+            Ok(Settlement {
+                recovered,
+                ..Settlement::default()
+            })
+        }
+
+        async fn discard_refused_receive(&self, _ys: &[PublicKey]) -> Result<usize, cdk::Error> {
+            Ok(0)
+        }
+
+        async fn skip_counter(&self, _by: u32) -> Result<(), cdk::Error> {
+            Ok(())
+        }
+
+        async fn completed_receive(&self, ys: &[PublicKey]) -> Result<Option<u64>, cdk::Error> {
+            Ok(self
+                .swapped
+                .lock()
+                .unwrap()
+                .get(&FakeMint::key(ys))
+                .copied())
+        }
+
+        async fn reload_fees(&self) -> Result<(), cdk::Error> {
+            Ok(())
+        }
+
+        async fn make_refund(&self, amount: u64) -> Result<String, cdk::Error> {
+            Ok(format!("cashuBrefund{amount}"))
+        }
+    }
+
+    fn token(name: &str, amount: u64) -> (String, Token) {
+        let raw = cashu_a(&serde_json::json!({
+            "token": [{"mint": "http://fake.mint", "proofs": [
+                {"amount": amount, "id": KEYSET_ID, "secret": name, "C": POINT}
+            ]}],
+            "unit": "sat"
+        }));
+        let decoded = paygress_core::token::decode(&raw, &TokenLimits::default()).unwrap();
+        (raw, decoded)
+    }
+
+    fn redeemer(dir: &std::path::Path, max: usize) -> Redeemer {
+        Redeemer::new(
+            Arc::new(Metrics::new()),
+            Duration::from_secs(5),
+            Ledger::open(dir).unwrap(),
+            max,
+        )
+    }
+
+    fn soon(ms: u64) -> Instant {
+        Instant::now() + Duration::from_millis(ms)
+    }
+
+    #[tokio::test]
+    async fn a_token_is_granted_once_however_many_present_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = Arc::new(redeemer(dir.path(), 64));
+        let mint = Arc::new(FakeMint::new(Mode::Swap { fee: 1 }));
+        let (raw, t) = token("once", 64);
+        let mut tasks = Vec::new();
+        for _ in 0..20 {
+            let (r, mint, raw, t) = (r.clone(), mint.clone(), raw.clone(), t.clone());
+            tasks.push(tokio::spawn(async move {
+                let received = r.redeem(mint.as_ref(), &raw, &t, soon(2000)).await?;
+                assert_eq!(received, 63, "net of the mint's fee");
+                r.claim(&t)
+            }));
+        }
+        let mut granted = 0;
+        for task in tasks {
+            match task.await.unwrap() {
+                Ok(63) => granted += 1,
+                Err(AuthError::AlreadySpent) => {}
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(granted, 1);
+        assert_eq!(mint.swaps.load(Ordering::SeqCst), 1, "one swap");
+    }
+
+    #[tokio::test]
+    async fn a_swap_that_outlives_the_deadline_is_granted_on_the_next_presentation() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = redeemer(dir.path(), 64);
+        let mint = FakeMint::new(Mode::Slow(Duration::from_millis(400)));
+        let (raw, t) = token("slow", 64);
+        let first = r.redeem(&mint, &raw, &t, soon(250)).await;
+        assert!(matches!(first, Err(AuthError::Unfinished(_))), "{first:?}");
+        // The mint swapped it meanwhile (the fake's settlement completes it).
+        mint.set(Mode::Swap { fee: 0 });
+        assert_eq!(r.redeem(&mint, &raw, &t, soon(2000)).await, Ok(64));
+        assert_eq!(r.claim(&t), Ok(64));
+        assert_eq!(
+            r.redeem(&mint, &raw, &t, soon(2000)).await,
+            Err(AuthError::AlreadySpent)
+        );
+        assert_eq!(r.claim(&t), Err(AuthError::AlreadySpent));
+        assert_eq!(mint.swaps.load(Ordering::SeqCst), 1, "never swapped twice");
+    }
+
+    #[tokio::test]
+    async fn no_swap_begins_without_time_to_finish_it_and_the_token_stays_the_clients() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = redeemer(dir.path(), 64);
+        let mint = FakeMint::new(Mode::Swap { fee: 0 });
+        let (raw, t) = token("late", 64);
+        let late = r
+            .redeem(
+                &mint,
+                &raw,
+                &t,
+                soon(MIN_SWAP_WINDOW.as_millis() as u64 / 2),
+            )
+            .await;
+        assert!(matches!(late, Err(AuthError::Unfinished(_))), "{late:?}");
+        assert_eq!(mint.swaps.load(Ordering::SeqCst), 0);
+        assert_eq!(r.ledger().get(&ids::token_key(&t)).unwrap(), None);
+        // Down: refused as unavailable, nothing kept; then it pays.
+        mint.set(Mode::Down);
+        let down = r.redeem(&mint, &raw, &t, soon(2000)).await;
+        assert!(
+            matches!(down, Err(AuthError::MintUnavailable(_))),
+            "{down:?}"
+        );
+        assert_eq!(r.ledger().get(&ids::token_key(&t)).unwrap(), None);
+        mint.set(Mode::Swap { fee: 0 });
+        assert_eq!(r.redeem(&mint, &raw, &t, soon(2000)).await, Ok(64));
+        assert_eq!(r.claim(&t), Ok(64));
+    }
+
+    #[tokio::test]
+    async fn a_swap_worth_less_than_the_price_is_refunded_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = redeemer(dir.path(), 64);
+        let mint = FakeMint::new(Mode::Swap { fee: 2 });
+        let (raw, t) = token("short", 64);
+        let received = r.redeem(&mint, &raw, &t, soon(2000)).await.unwrap();
+        assert_eq!(received, 62);
+        match r.refund(&mint, &t, received, 64).await {
+            AuthError::ReceivedLess {
+                received: 62,
+                price: 64,
+                refund: Some(refund),
+            } => assert_eq!(refund, "cashuBrefund62"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            r.refund(&mint, &t, received, 64).await,
+            AuthError::AlreadySpent
+        );
+        assert_eq!(r.claim(&t), Err(AuthError::AlreadySpent), "no grant either");
+    }
+
+    #[tokio::test]
+    async fn beyond_the_limit_a_redemption_is_busy() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = redeemer(dir.path(), 1);
+        let slot = r.try_slot().unwrap();
+        assert!(matches!(r.try_slot(), Err(AuthError::Busy)));
+        drop(slot);
+        assert!(r.try_slot().is_ok());
+    }
 
     #[test]
     fn canonical_token_strips_the_uri_scheme_and_fixes_the_alphabet() {

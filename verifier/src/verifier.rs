@@ -198,7 +198,7 @@ impl Verifier {
             let _slot = slot;
             task_state
                 .redeemer
-                .redeem(&task_mint, &task_raw, &task_token, deadline)
+                .redeem(task_mint.as_ref(), &task_raw, &task_token, deadline)
                 .await
         });
         let received = match tokio::time::timeout_at(deadline.into(), task).await {
@@ -213,7 +213,10 @@ impl Verifier {
         if received < price {
             // Swapped, but worth less than the price (the mint's fee changed):
             // the client gets its value back, and nothing is granted.
-            return Err(self.redeemer.refund(&mint, &token, received, price).await);
+            return Err(self
+                .redeemer
+                .refund(mint.as_ref(), &token, received, price)
+                .await);
         }
         let received = self.redeemer.claim(&token)?;
         Ok(Payment {

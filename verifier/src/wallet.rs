@@ -487,6 +487,51 @@ impl MintWallet {
     }
 }
 
+impl crate::mint::MintOps for MintWallet {
+    fn url(&self) -> &str {
+        &self.url
+    }
+
+    async fn swap_gate(&self) -> MutexGuard<'_, ()> {
+        MintWallet::swap_gate(self).await
+    }
+
+    async fn receive(&self, token: &str) -> Result<u64, cdk::Error> {
+        self.wallet
+            .receive(token, cdk::wallet::ReceiveOptions::default())
+            .await
+            .map(u64::from)
+    }
+
+    async fn has_pending(&self, ys: &[PublicKey]) -> Result<bool, cdk::Error> {
+        MintWallet::has_pending(self, ys).await
+    }
+
+    async fn settle(&self) -> Result<Settlement, cdk::Error> {
+        MintWallet::settle(self).await
+    }
+
+    async fn discard_refused_receive(&self, ys: &[PublicKey]) -> Result<usize, cdk::Error> {
+        MintWallet::discard_refused_receive(self, ys).await
+    }
+
+    async fn skip_counter(&self, by: u32) -> Result<(), cdk::Error> {
+        MintWallet::skip_counter(self, by).await
+    }
+
+    async fn completed_receive(&self, ys: &[PublicKey]) -> Result<Option<u64>, cdk::Error> {
+        MintWallet::completed_receive(self, ys).await
+    }
+
+    async fn reload_fees(&self) -> Result<(), cdk::Error> {
+        self.load_metadata().await
+    }
+
+    async fn make_refund(&self, amount: u64) -> Result<String, cdk::Error> {
+        MintWallet::make_refund(self, amount).await
+    }
+}
+
 /// Finds a keyset's fee by its id: the full id, or (V4 tokens) a prefix of
 /// at least 8 bytes that names exactly one keyset.
 fn lookup<'t>(
