@@ -9,7 +9,10 @@
 //! * Every redemption runs against the request's deadline: every wait is
 //!   bounded by it, and no swap begins with less than [`MIN_SWAP_WINDOW`]
 //!   left. A swap abandoned half-way is settled with the mint later (see
-//!   [`crate::wallet::MintWallet::settle`]).
+//!   [`crate::wallet::MintWallet::settle`]). Swaps at one mint run one at a
+//!   time ([`crate::wallet::MintWallet::swap_gate`]).
+//! * The mint is reached through [`MintOps`]: cdk's wallet in production,
+//!   an in-memory mint in the unit tests below.
 //! * Each swap is written to the [`Ledger`] before it begins and when it
 //!   completes, so that a swap that completed after the client was refused
 //!   (a timeout, a crash) is granted to the same token's next presentation:
