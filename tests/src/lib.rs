@@ -19,10 +19,12 @@
 //! - [`render`] renders the committed config templates, as
 //!   `scripts/render.py` does;
 //! - [`verifier`] runs the real `paygress` verifier and its commands;
-//! - [`http`] asks a server and reads its [`http::Answer`].
+//! - [`http`] asks a server and reads its [`http::Answer`];
+//! - [`fixture`] is the one tier table and set of prices every test uses.
 
 pub mod counting_proxy;
 pub mod delay_proxy;
+pub mod fixture;
 pub mod http;
 pub mod mint;
 pub mod ports;

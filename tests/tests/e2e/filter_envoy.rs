@@ -176,7 +176,7 @@ async fn paying_with_x_cashu_reaches_the_upstream_verified() {
 }
 
 /// Paying with `Authorization: Bearer` (the seed's form, here a cashuA
-/// token): 200 on the 5000 tier; the upstream sees the verification headers
+/// token): 200 on the premium-plus tier; the upstream sees the verification headers
 /// and no `Authorization` at all.
 #[tokio::test]
 async fn paying_with_authorization_bearer_reaches_the_upstream_verified() {
@@ -493,9 +493,14 @@ async fn a_short_or_wrong_unit_token_is_refused_in_the_proxy() {
     let before = stack.counters().await;
 
     let answer = get(&stack.url("/premium/data"), &[("X-Cashu", &short)]).await;
-    assert_refusal(&answer, 400, "insufficient_amount", "999 for 1000");
+    assert_refusal(&answer, 400, "insufficient_amount", "one short of /premium");
     let answer = get(&stack.url("/premium-plus/data"), &[("X-Cashu", &exact)]).await;
-    assert_refusal(&answer, 400, "insufficient_amount", "1000 for 5000");
+    assert_refusal(
+        &answer,
+        400,
+        "insufficient_amount",
+        "/premium's price for /premium-plus",
+    );
     let answer = get(&stack.url("/premium/data"), &[("X-Cashu", &usd)]).await;
     assert_refusal(&answer, 400, "unit_mismatch", "usd for sat");
 
@@ -511,14 +516,14 @@ async fn a_short_or_wrong_unit_token_is_refused_in_the_proxy() {
         "a refused token was redeemed"
     );
 
-    // Good tokens: the 999 pays the default price, the 1000 pays /premium.
+    // Good tokens: the short one pays the default price, the exact one /premium.
     let answer = get(&stack.url("/elsewhere"), &[("X-Cashu", &short)]).await;
     assert_eq!(answer.status, 200, "{answer:?}");
     assert_paid_upstream(
         &stack.upstream.last(),
         PREMIUM - 1,
         None,
-        "999 at the default price",
+        "the short token at the default price",
     );
     let answer = get(&stack.url("/premium/data"), &[("X-Cashu", &exact)]).await;
     assert_eq!(answer.status, 200, "{answer:?}");
@@ -526,7 +531,7 @@ async fn a_short_or_wrong_unit_token_is_refused_in_the_proxy() {
         &stack.upstream.last(),
         PREMIUM,
         Some("premium"),
-        "1000 for 1000",
+        "the exact price",
     );
 }
 

@@ -18,7 +18,7 @@ use std::process::Command;
 use crate::common::spellings::check_catalogue;
 use crate::common::{
     check_table, mint_down, payment_required, proxy_dir, render, repo_file, verifier_down,
-    write_in, Expect, Proxy, Stack, PREMIUM_PLUS,
+    write_in, Expect, Proxy, Stack,
 };
 use paygress_tests::{free_port, tools};
 use serde_yaml::Value as Yaml;
@@ -242,8 +242,8 @@ async fn nginx_and_ingress_nginx_carry_the_verifiers_answers() {
 
     check_table("nginx", &plain.url(), &stack, &expect).await;
     // The seed's per-location price: /reports/ asks X-Required-Amount 2000,
-    // which raises the default 1000; under /reports/annual the verifier's
-    // own 5000 stands.
+    // which raises the default; under /reports/annual the verifier's own
+    // price (higher) stands.
     payment_required(
         "nginx",
         &format!("{}/reports/daily", plain.url()),
@@ -256,7 +256,7 @@ async fn nginx_and_ingress_nginx_carry_the_verifiers_answers() {
         "nginx",
         &format!("{}/reports/annual", plain.url()),
         &stack,
-        PREMIUM_PLUS,
+        paygress_tests::fixture::REPORTS_ANNUAL,
         Some("reports-annual"),
     )
     .await;

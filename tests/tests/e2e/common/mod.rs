@@ -47,10 +47,7 @@ pub const VERIFIER_READY_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long a proxy may take to serve its first request.
 pub const PROXY_READY_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// The price of `/premium` in the verifier's config below.
-pub const PREMIUM: u64 = 1000;
-/// The price of `/premium-plus` (and `/reports/annual`).
-pub const PREMIUM_PLUS: u64 = 5000;
+pub use paygress_tests::fixture::{DEFAULT_PRICE, PREMIUM, PREMIUM_PLUS};
 
 // ---------------------------------------------------------------------------
 // Rendering the committed config templates.
@@ -442,25 +439,14 @@ pub struct Stack {
 impl Stack {
     /// What each tier of [`Stack::config`] costs.
     pub const PRICES: spellings::Prices = spellings::Prices {
-        default: PREMIUM,
+        default: DEFAULT_PRICE,
         premium: PREMIUM,
         premium_plus: PREMIUM_PLUS,
     };
 
-    /// The verifier's tier table: `/free` and `/healthz` free, `/premium`
-    /// 1000, `/premium-plus` and `/reports/annual` 5000, anything else 1000.
+    /// The verifier's tier table: the one fixture.
     pub fn config(mint_url: &str) -> Value {
-        json!({
-            "unit": "sat",
-            "mints": [mint_url],
-            "default_amount": PREMIUM,
-            "free_paths": ["/free", "/healthz"],
-            "tiers": [
-                { "id": "premium-plus", "path_prefix": "/premium-plus", "amount": PREMIUM_PLUS },
-                { "id": "premium", "path_prefix": "/premium", "amount": PREMIUM },
-                { "id": "reports-annual", "path_prefix": "/reports/annual", "amount": PREMIUM_PLUS }
-            ]
-        })
+        paygress_tests::fixture::config(mint_url)
     }
 
     /// Starts everything; the payer wallet holds `funds` sat.

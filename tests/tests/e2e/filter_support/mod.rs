@@ -28,12 +28,7 @@ use crate::common::spellings::Prices;
 use crate::common::{repo_file, Answer, EchoUpstream, Seen, Site, Verifier};
 use paygress_filter::metrics::Counter;
 
-/// The price of a paid path that no tier matches (`default_amount`).
-pub const DEFAULT_PRICE: u64 = 300;
-/// The price of `/premium` (tier `premium`).
-pub const PREMIUM: u64 = 1000;
-/// The price of `/premium-plus` (tier `premium-plus`).
-pub const PREMIUM_PLUS: u64 = 5000;
+pub use paygress_tests::fixture::{DEFAULT_PRICE, PREMIUM, PREMIUM_PLUS};
 
 /// What each tier of [`Template::Plain`]'s plugin configuration costs.
 pub const PLAIN_PRICES: Prices = Prices {
@@ -375,29 +370,23 @@ pub fn assert_counters(before: &Counters, after: &Counters, moved: &[(&str, u64)
 /// The plugin configuration of a template (JSON, docs/contract.md), for
 /// one accepted mint. The verifier gets the same document.
 ///
-/// `envoy/envoy.yaml`: `/free` and `/healthz` free, `/premium` 1000,
-/// `/premium-plus` 5000, anything else 300 (three different prices, and the
+/// `envoy/envoy.yaml`: the one fixture (`paygress_tests::fixture`: three
+/// different prices for `/premium`, `/premium-plus` and the rest, and the
 /// shorter prefix listed first, so that a wrong tier choice shows).
 /// `envoy/envoy-istio-cluster-name.yaml`: the committed
 /// `envoy/plugin-config-istio.json` with the test's mint.
 pub fn plugin_config(template: Template, mint_url: &str, failure_mode: &str) -> Value {
     match template {
-        Template::Plain => json!({
-            "unit": "sat",
-            "mints": [mint_url],
-            "default_amount": DEFAULT_PRICE,
-            "free_paths": ["/free", "/healthz"],
-            "tiers": [
-                { "id": "premium", "path_prefix": "/premium", "amount": PREMIUM },
-                { "id": "premium-plus", "path_prefix": "/premium-plus", "amount": PREMIUM_PLUS }
-            ],
-            "verifier": {
+        Template::Plain => {
+            let mut config = paygress_tests::fixture::config(mint_url);
+            config["verifier"] = json!({
                 "cluster": Template::Plain.verifier_cluster(),
                 "authority": "paygress-verifier",
                 "timeout_ms": 5000
-            },
-            "failure_mode": failure_mode
-        }),
+            });
+            config["failure_mode"] = json!(failure_mode);
+            config
+        }
         Template::Istio => {
             let text = repo_file("envoy/plugin-config-istio.json");
             let mut config: Value = serde_json::from_str(&text)

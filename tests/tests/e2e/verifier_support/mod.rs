@@ -8,30 +8,13 @@ use std::path::Path;
 use std::process::Output;
 
 use paygress_tests::TestMint;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 pub use paygress_tests::verifier::{
     paygress_bin, paygress_ok, run_paygress, Verifier, MINT_TIMEOUT_MS, READY_TIMEOUT,
 };
 
-/// Prices of the test config.
-pub const DEFAULT_PRICE: u64 = 100;
-pub const PREMIUM: u64 = 64;
-pub const PREMIUM_PLUS: u64 = 128;
-
-/// The test config for one accepted mint.
-pub fn config(mint_url: &str) -> Value {
-    json!({
-        "unit": "sat",
-        "mints": [mint_url],
-        "default_amount": DEFAULT_PRICE,
-        "free_paths": ["/free"],
-        "tiers": [
-            { "id": "premium-plus", "path_prefix": "/premium-plus", "amount": PREMIUM_PLUS },
-            { "id": "premium", "path_prefix": "/premium", "amount": PREMIUM }
-        ]
-    })
-}
+pub use paygress_tests::fixture::{config, DEFAULT_PRICE, PREMIUM, PREMIUM_PLUS};
 
 pub use paygress_tests::http::Answer;
 
