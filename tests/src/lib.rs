@@ -20,10 +20,16 @@
 //!   `scripts/render.py` does;
 //! - [`verifier`] runs the real `paygress` verifier and its commands;
 //! - [`http`] asks a server and reads its [`http::Answer`];
-//! - [`fixture`] is the one tier table and set of prices every test uses.
+//! - [`fixture`] is the one tier table and set of prices every test uses;
+//! - [`contract`] is the stack (mint, payer, verifier, echo upstream), the
+//!   proxies, the contract table every ingress runs and the catalogue of
+//!   path and host spellings;
+//! - [`envoy`] runs Envoy with the filter and reads its counters.
 
+pub mod contract;
 pub mod counting_proxy;
 pub mod delay_proxy;
+pub mod envoy;
 pub mod fixture;
 pub mod http;
 pub mod mint;

@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use crate::common::{
+use paygress_tests::contract::{
     placeholders, proxy_dir, render, repo_file, write_in, EchoUpstream, Proxy, Stack,
 };
 use paygress_tests::{free_port, tools};

@@ -18,16 +18,16 @@
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
-use crate::common::spellings::check_catalogue;
-use crate::common::{check_table, get, send, Expect};
-use crate::filter_support::{
+use cdk::nuts::{CurrencyUnit, TokenV3};
+use paygress_tests::contract::spellings::check_catalogue;
+use paygress_tests::contract::{check_table, get, send, Expect};
+use paygress_tests::envoy::{
     assert_counters, assert_no_verification_headers, assert_paid_upstream, assert_payment_required,
     assert_refusal, assert_token_not_upstream, head_header, plugin_config, seen_in_answer,
     EnvoyProcess, FaultyVerifier, Setup, Template, ALLOWED_ON_FAILURE, CALLOUTS, CALLOUT_FAILURES,
     CHALLENGED, DEFAULT_PRICE, FREE, GRANTED, ISTIO_CLUSTER, PLAIN_PRICES, PREMIUM, PREMIUM_PLUS,
     REJECTED, SPOOFED, VERIFIER_REFUSED,
 };
-use cdk::nuts::{CurrencyUnit, TokenV3};
 use paygress_tests::{free_port, loopback_url, MintOptions, TestMint, TestWallet};
 
 /// How long Envoy may take to refuse an invalid plugin configuration.

@@ -10,11 +10,11 @@
 
 use std::process::Command;
 
-use crate::common::spellings::{
+use paygress_tests::contract::spellings::{
     check_auth_cases, check_catalogue, check_catalogue_against_the_model,
     check_catalogue_at_verifier, AUTHORITIES, DISAGREEING_SOURCES,
 };
-use crate::common::{
+use paygress_tests::contract::{
     check_table, mint_down, own_authorization_kept, pay_with_bearer, proxy_dir, render, repo_file,
     verifier_down, write_in, Expect, Proxy, Stack,
 };

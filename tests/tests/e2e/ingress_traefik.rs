@@ -4,8 +4,8 @@
 
 use std::process::Command;
 
-use crate::common::spellings::check_catalogue;
-use crate::common::{
+use paygress_tests::contract::spellings::check_catalogue;
+use paygress_tests::contract::{
     check_table, mint_down, proxy_dir, render, repo_file, verifier_down, write_in, Expect, Proxy,
     Stack,
 };

@@ -1,15 +1,9 @@
 //! Every end-to-end test of Paygress, in one test binary (one link step).
 //! Each module starts the real programs it needs on loopback: cdk-mintd,
 //! the `paygress` verifier, Envoy with the filter, NGINX, Traefik.
-//!
-//! * `common` — the stack (mint, verifier, echo upstream), proxies, HTTP
-//!   helpers, the shared contract table and the spelling catalogue;
-//! * `filter_support` — Envoy with the filter, its counters and templates;
-//! * `verifier_support` — the verifier process and its command line.
-
-mod common;
-mod filter_support;
-mod verifier_support;
+//! The support they share is the `paygress_tests` library (`tests/src`):
+//! the stack, the proxies, the contract table and the spelling catalogue
+//! (`contract`), Envoy with the filter (`envoy`), the verifier (`verifier`).
 
 mod envoy_configs;
 mod filter_envoy;

@@ -7,12 +7,12 @@
 use std::str::FromStr;
 use std::sync::Arc;
 
-use crate::verifier_support::*;
 use cdk::nuts::{CurrencyUnit, PaymentRequest};
 use cdk::wallet::SendOptions;
 use cdk::Amount;
 use paygress_core::test_util::{base64url, cashu_a};
 use paygress_tests::counting_proxy::CountingProxy;
+use paygress_tests::verifier::*;
 use paygress_tests::{MintOptions, TestMint, TestWallet};
 use serde_json::{json, Value};
 

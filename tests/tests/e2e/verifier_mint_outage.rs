@@ -19,9 +19,9 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::verifier_support::*;
 use cdk::nuts::nut00::ProofsMethods;
 use cdk::nuts::{CheckStateRequest, State, Token};
+use paygress_tests::verifier::*;
 use paygress_tests::{DelayProxy, TestMint, TestWallet};
 use serde_json::Value;
 use tokio::sync::Barrier;

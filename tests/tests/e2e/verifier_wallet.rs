@@ -9,8 +9,8 @@
 
 use std::os::unix::fs::PermissionsExt;
 
-use crate::verifier_support::*;
 use cdk::Amount;
+use paygress_tests::verifier::*;
 use paygress_tests::{TestMint, TestWallet};
 use serde_json::{json, Value};
 
@@ -178,7 +178,7 @@ async fn wallet_melt_pays_a_lightning_invoice() {
     // (this mint's own invoices are paid by its fake backend already, so it
     // could not settle them internally); the operator pays it from the
     // verifier's wallet, through this mint's (fake) Lightning backend.
-    let elsewhere = crate::verifier_support::mint().await;
+    let elsewhere = paygress_tests::verifier::mint().await;
     let receiver = TestWallet::new(&elsewhere.url()).await;
     let quote = receiver
         .inner()

@@ -14,21 +14,19 @@ use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::process::{loopback_http_client, write_file};
+use crate::{free_port, loopback_url, tools, ChildProcess, MintOptions, TestMint, TestWallet};
 use cdk::mint_url::MintUrl;
 use cdk::nuts::{CurrencyUnit, PaymentRequest};
 use cdk::Amount;
-use paygress_tests::process::{loopback_http_client, write_file};
-use paygress_tests::{
-    free_port, loopback_url, tools, ChildProcess, MintOptions, TestMint, TestWallet,
-};
 use serde_json::{json, Value};
 use tempfile::TempDir;
 
-use crate::common::spellings::Prices;
-use crate::common::{repo_file, Answer, EchoUpstream, Seen, Site, Verifier};
+use crate::contract::spellings::Prices;
+use crate::contract::{repo_file, Answer, EchoUpstream, Seen, Site, Verifier};
 use paygress_filter::metrics::Counter;
 
-pub use paygress_tests::fixture::{DEFAULT_PRICE, PREMIUM, PREMIUM_PLUS};
+pub use crate::fixture::{DEFAULT_PRICE, PREMIUM, PREMIUM_PLUS};
 
 /// What each tier of [`Template::Plain`]'s plugin configuration costs.
 pub const PLAIN_PRICES: Prices = Prices {
@@ -105,7 +103,7 @@ pub fn require_verifier_binary() {
     );
 }
 
-pub use paygress_tests::render::render;
+pub use crate::render::render;
 
 // ---------------------------------------------------------------------------
 // Envoy.
@@ -370,7 +368,7 @@ pub fn assert_counters(before: &Counters, after: &Counters, moved: &[(&str, u64)
 /// The plugin configuration of a template (JSON, docs/contract.md), for
 /// one accepted mint. The verifier gets the same document.
 ///
-/// `envoy/envoy.yaml`: the one fixture (`paygress_tests::fixture`: three
+/// `envoy/envoy.yaml`: the one fixture (`crate::fixture`: three
 /// different prices for `/premium`, `/premium-plus` and the rest, and the
 /// shorter prefix listed first, so that a wrong tier choice shows).
 /// `envoy/envoy-istio-cluster-name.yaml`: the committed
@@ -378,7 +376,7 @@ pub fn assert_counters(before: &Counters, after: &Counters, moved: &[(&str, u64)
 pub fn plugin_config(template: Template, mint_url: &str, failure_mode: &str) -> Value {
     match template {
         Template::Plain => {
-            let mut config = paygress_tests::fixture::config(mint_url);
+            let mut config = crate::fixture::config(mint_url);
             config["verifier"] = json!({
                 "cluster": Template::Plain.verifier_cluster(),
                 "authority": "paygress-verifier",

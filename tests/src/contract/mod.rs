@@ -17,8 +17,6 @@
 //! Hosts), each with the price of its dearest reading, and the checks that
 //! send them, byte for byte, through a proxy or straight to `/auth`.
 
-#![allow(dead_code)]
-
 pub mod spellings;
 
 use std::collections::BTreeMap;
@@ -30,6 +28,8 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use crate::process::write_file;
+use crate::{loopback_url, tools, ChildProcess, MintOptions, TestMint, TestWallet};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, Uri};
@@ -37,8 +37,6 @@ use axum::Json;
 use cdk::mint_url::MintUrl;
 use cdk::nuts::{CurrencyUnit, PaymentRequest};
 use cdk::Amount;
-use paygress_tests::process::write_file;
-use paygress_tests::{loopback_url, tools, ChildProcess, MintOptions, TestMint, TestWallet};
 use serde_json::{json, Value};
 use tempfile::TempDir;
 
@@ -47,7 +45,7 @@ pub const VERIFIER_READY_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long a proxy may take to serve its first request.
 pub const PROXY_READY_TIMEOUT: Duration = Duration::from_secs(30);
 
-pub use paygress_tests::fixture::{DEFAULT_PRICE, PREMIUM, PREMIUM_PLUS};
+pub use crate::fixture::{DEFAULT_PRICE, PREMIUM, PREMIUM_PLUS};
 
 // ---------------------------------------------------------------------------
 // Rendering the committed config templates.
@@ -60,7 +58,7 @@ pub fn repo_file(relative: &str) -> String {
 }
 
 /// The one template renderer (the rule of `scripts/render.py`).
-pub use paygress_tests::render::{placeholders, render};
+pub use crate::render::{placeholders, render};
 
 // ---------------------------------------------------------------------------
 // The echo upstream.
@@ -422,7 +420,7 @@ async fn echo(
 // The verifier.
 
 /// The verifier process (shared with every test).
-pub use paygress_tests::verifier::Verifier;
+pub use crate::verifier::Verifier;
 
 // ---------------------------------------------------------------------------
 // The stack every ingress test runs against.
@@ -446,7 +444,7 @@ impl Stack {
 
     /// The verifier's tier table: the one fixture.
     pub fn config(mint_url: &str) -> Value {
-        paygress_tests::fixture::config(mint_url)
+        crate::fixture::config(mint_url)
     }
 
     /// Starts everything; the payer wallet holds `funds` sat.
@@ -564,12 +562,12 @@ pub struct Expect {
     pub mint_down_json: bool,
 }
 
-pub use paygress_tests::http::Answer;
+pub use crate::http::Answer;
 
 /// Sends `method url` with text `headers` (and `body`).
 pub async fn send(method: &str, url: &str, headers: &[(&str, &str)], body: Option<&str>) -> Answer {
     let headers: Vec<(&str, &[u8])> = headers.iter().map(|(n, v)| (*n, v.as_bytes())).collect();
-    paygress_tests::http::send(method, url, &headers, body).await
+    crate::http::send(method, url, &headers, body).await
 }
 
 /// `GET url` with text `headers`.
