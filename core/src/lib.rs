@@ -6,7 +6,8 @@
 //! * [`config`] — the configuration schema, its validation and the compiled form.
 //! * [`challenge`] — the 402 answer of a price, encoded once per tier.
 //! * [`pricing`] — path → [`pricing::Price`], by the tier table.
-//! * [`path`] — request-target normalisation used for pricing.
+//! * [`path`] — request-target readings used for pricing.
+//! * [`pass`] — signed passes for leases (HMAC-SHA256), checked with no I/O.
 //! * [`mint_url`] — mint URL normalisation, as cdk does it.
 //! * [`token`] — Cashu token decoding (cashuA / cashuB) without crypto.
 //! * [`extract`] — where a token comes from in a request's headers.
@@ -21,6 +22,7 @@ pub mod extract;
 pub mod headers;
 pub mod mint_url;
 pub mod outcome;
+pub mod pass;
 pub mod path;
 pub mod payment_request;
 pub mod precheck;

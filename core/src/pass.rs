@@ -1,0 +1,323 @@
+//! Passes: what a client that paid for time (a lease) presents instead of a
+//! token, checked in the proxy with no callout and by the verifier with no
+//! mint contact.
+//!
+//! A pass is a compact, versioned, HMAC-SHA256-signed value:
+//!
+//! ```text
+//! p1.<key id>.<claims, base64url>.<signature, base64url>
+//! ```
+//!
+//! The claims name the lease, the tier, the expiry (Unix seconds) and the
+//! payer id; the signature is HMAC-SHA256 over `p1.<key id>.<claims>` with
+//! the key the id names. Keys rotate: the first key signs, every key
+//! verifies. Signatures are compared in constant time.
+//!
+//! This module is pure: no clock (the caller passes `now`), no I/O.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// The version prefix of a pass.
+pub const VERSION: &str = "p1";
+/// The longest pass read, in bytes (a pass is about 200).
+pub const MAX_PASS_LEN: usize = 1024;
+/// The shortest key accepted, in bytes.
+pub const MIN_KEY_LEN: usize = 32;
+
+/// A key that signs or verifies passes.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PassKey {
+    /// Its id, named in every pass it signs: 1-32 ASCII letters, digits,
+    /// `-` or `_`.
+    pub id: String,
+    secret: Vec<u8>,
+}
+
+impl core::fmt::Debug for PassKey {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        // Never the secret.
+        f.debug_struct("PassKey").field("id", &self.id).finish()
+    }
+}
+
+impl PassKey {
+    /// A key from its id and secret; `None` for an id out of shape or a
+    /// secret shorter than [`MIN_KEY_LEN`].
+    pub fn new(id: &str, secret: &[u8]) -> Option<PassKey> {
+        let id_ok = !id.is_empty()
+            && id.len() <= 32
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        (id_ok && secret.len() >= MIN_KEY_LEN).then(|| PassKey {
+            id: id.to_string(),
+            secret: secret.to_vec(),
+        })
+    }
+}
+
+/// What a pass says.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Claims {
+    /// The lease id.
+    #[serde(rename = "l")]
+    pub lease: String,
+    /// The tier whose paths the pass opens.
+    #[serde(rename = "t")]
+    pub tier: String,
+    /// When the lease ends, in Unix seconds.
+    #[serde(rename = "e")]
+    pub expires_at: u64,
+    /// The pseudonymous payer id.
+    #[serde(rename = "u")]
+    pub payer: String,
+}
+
+/// Why a pass was not accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PassError {
+    /// Not a pass of this version, or too long, or its parts do not decode.
+    Malformed,
+    /// It names a key that is not (or no longer) configured.
+    UnknownKey,
+    /// Its signature does not verify: forged or altered.
+    BadSignature,
+    /// Genuine, but its lease has ended (the claims, for a top-up).
+    Expired(Claims),
+}
+
+impl core::fmt::Display for PassError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            PassError::Malformed => f.write_str("the pass cannot be read"),
+            PassError::UnknownKey => f.write_str("the pass names an unknown key"),
+            PassError::BadSignature => f.write_str("the pass's signature does not verify"),
+            PassError::Expired(_) => f.write_str("the pass has expired"),
+        }
+    }
+}
+
+/// Signs `claims` with `key`: the pass to hand to the client.
+pub fn sign(claims: &Claims, key: &PassKey) -> String {
+    // Serialising these plain fields cannot fail.
+    let json = serde_json::to_vec(claims).unwrap_or_default();
+    let signed = format!("{VERSION}.{}.{}", key.id, URL_SAFE_NO_PAD.encode(json));
+    let mac = hmac_sha256(&key.secret, signed.as_bytes());
+    format!("{signed}.{}", URL_SAFE_NO_PAD.encode(mac))
+}
+
+/// Checks a pass against `keys` at time `now` (Unix seconds): its claims
+/// when it is genuine and unexpired.
+pub fn verify(pass: &str, keys: &[PassKey], now: u64) -> Result<Claims, PassError> {
+    let pass = pass.trim();
+    if pass.len() > MAX_PASS_LEN {
+        return Err(PassError::Malformed);
+    }
+    let mut parts = pass.split('.');
+    let (Some(version), Some(key_id), Some(claims), Some(mac), None) = (
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+    ) else {
+        return Err(PassError::Malformed);
+    };
+    if version != VERSION {
+        return Err(PassError::Malformed);
+    }
+    let key = keys
+        .iter()
+        .find(|k| k.id == key_id)
+        .ok_or(PassError::UnknownKey)?;
+    let mac = URL_SAFE_NO_PAD
+        .decode(mac)
+        .map_err(|_| PassError::Malformed)?;
+    let signed_len = version.len() + key_id.len() + claims.len() + 2;
+    let signed = pass.get(..signed_len).ok_or(PassError::Malformed)?;
+    if !constant_time_eq(&hmac_sha256(&key.secret, signed.as_bytes()), &mac) {
+        return Err(PassError::BadSignature);
+    }
+    let json = URL_SAFE_NO_PAD
+        .decode(claims)
+        .map_err(|_| PassError::Malformed)?;
+    let claims: Claims = serde_json::from_slice(&json).map_err(|_| PassError::Malformed)?;
+    if claims.expires_at <= now {
+        return Err(PassError::Expired(claims));
+    }
+    Ok(claims)
+}
+
+/// HMAC-SHA256 (RFC 2104).
+fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
+    let mut block = [0u8; 64];
+    if key.len() > block.len() {
+        let digest = Sha256::digest(key);
+        for (b, k) in block.iter_mut().zip(digest.iter()) {
+            *b = *k;
+        }
+    } else {
+        for (b, k) in block.iter_mut().zip(key.iter()) {
+            *b = *k;
+        }
+    }
+    let inner_pad: Vec<u8> = block.iter().map(|b| b ^ 0x36).collect();
+    let outer_pad: Vec<u8> = block.iter().map(|b| b ^ 0x5c).collect();
+    let inner = Sha256::new()
+        .chain_update(&inner_pad)
+        .chain_update(message)
+        .finalize();
+    let outer = Sha256::new()
+        .chain_update(&outer_pad)
+        .chain_update(inner)
+        .finalize();
+    outer.into()
+}
+
+/// Whether two byte strings are equal, in time that depends only on their
+/// lengths.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(id: &str, byte: u8) -> PassKey {
+        PassKey::new(id, &[byte; 32]).unwrap()
+    }
+
+    fn claims(expires_at: u64) -> Claims {
+        Claims {
+            lease: "3f2a9c0d1e4b5a6f".into(),
+            tier: "compute".into(),
+            expires_at,
+            payer: "444537d0ea3bff3e".into(),
+        }
+    }
+
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    fn hmac_sha256_matches_rfc_4231() {
+        // Test case 2.
+        let mac = hmac_sha256(b"Jefe", b"what do ya want for nothing?");
+        let hex: String = mac.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(
+            hex,
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+        // Test case 6: a key longer than a block is hashed first.
+        let mac = hmac_sha256(
+            &[0xaa; 131],
+            b"Test Using Larger Than Block-Size Key - Hash Key First",
+        );
+        let hex: String = mac.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(
+            hex,
+            "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54"
+        );
+    }
+
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    fn a_signed_pass_verifies_until_it_expires() {
+        let k1 = key("k1", 1);
+        let pass = sign(&claims(1_000), &k1);
+        assert!(pass.starts_with("p1.k1."), "{pass}");
+        assert!(pass.len() < 200, "{}", pass.len());
+        assert_eq!(
+            verify(&pass, std::slice::from_ref(&k1), 999),
+            Ok(claims(1_000))
+        );
+        assert_eq!(
+            verify(&pass, std::slice::from_ref(&k1), 1_000),
+            Err(PassError::Expired(claims(1_000)))
+        );
+        assert_eq!(verify(&format!(" {pass}\n"), &[k1], 10), Ok(claims(1_000)));
+    }
+
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    fn keys_rotate_the_first_signs_and_all_verify() {
+        let (old, new) = (key("old", 1), key("new", 2));
+        let by_old = sign(&claims(50), &old);
+        let by_new = sign(&claims(50), &new);
+        let rotated = [new.clone(), old.clone()];
+        assert_eq!(verify(&by_old, &rotated, 0), Ok(claims(50)));
+        assert_eq!(verify(&by_new, &rotated, 0), Ok(claims(50)));
+        // Once the old key is dropped, its passes stop working.
+        assert_eq!(verify(&by_old, &[new], 0), Err(PassError::UnknownKey));
+        // A key id cannot be borrowed: the other key's secret does not verify.
+        let forged = by_old.replacen("p1.old.", "p1.new.", 1);
+        assert_eq!(verify(&forged, &rotated, 0), Err(PassError::BadSignature));
+    }
+
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    fn an_altered_or_malformed_pass_is_refused() {
+        let k = key("k1", 7);
+        let pass = sign(&claims(100), &k);
+        let keys = [k.clone()];
+        // Another tier or a later expiry, re-encoded with the old signature.
+        let parts: Vec<&str> = pass.split('.').collect();
+        for altered in [
+            Claims {
+                tier: "other".into(),
+                ..claims(100)
+            },
+            claims(u64::MAX),
+        ] {
+            let body = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&altered).unwrap());
+            let forged = format!("p1.k1.{body}.{}", parts[3]);
+            assert_eq!(verify(&forged, &keys, 0), Err(PassError::BadSignature));
+        }
+        // Every single-character change of the signature.
+        let sig_start = pass.rfind('.').unwrap() + 1;
+        for i in sig_start..pass.len() {
+            let mut bytes = pass.clone().into_bytes();
+            bytes[i] = if bytes[i] == b'A' { b'B' } else { b'A' };
+            let changed = String::from_utf8(bytes).unwrap();
+            if changed != pass {
+                assert!(verify(&changed, &keys, 0).is_err(), "{changed}");
+            }
+        }
+        for bad in [
+            "",
+            "p1",
+            "p1.k1",
+            "p1.k1.e30",
+            "p2.k1.e30.AAAA",
+            "p1.k1.e30.AAAA.x",
+            "p1.k1.!!.AAAA",
+            &"p1.k1.".repeat(300),
+        ] {
+            assert!(
+                matches!(
+                    verify(bad, &keys, 0),
+                    Err(PassError::Malformed | PassError::BadSignature)
+                ),
+                "{bad:?}"
+            );
+        }
+        assert_eq!(
+            verify("p1.zz.e30.AAAA", &keys, 0),
+            Err(PassError::UnknownKey)
+        );
+    }
+
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    fn keys_must_be_long_and_named_plainly() {
+        assert!(PassKey::new("k1", &[0; 31]).is_none());
+        assert!(PassKey::new("", &[0; 32]).is_none());
+        assert!(PassKey::new("k 1", &[0; 32]).is_none());
+        assert!(PassKey::new(&"k".repeat(33), &[0; 32]).is_none());
+        let k = PassKey::new("k-1_a", &[0; 64]).unwrap();
+        assert!(!format!("{k:?}").contains('0'), "{k:?} shows the secret");
+    }
+}
