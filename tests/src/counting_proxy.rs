@@ -17,17 +17,17 @@
 //! The proxy runs on its own thread and runtime, so it keeps forwarding
 //! while the test blocks. It stops, with every connection, on drop.
 
-use std::net::{Ipv4Addr, SocketAddr, TcpListener as StdListener};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::oneshot;
+use tokio::net::TcpStream;
 
 use crate::ports::loopback_url;
+use crate::proxy::ProxyThread;
 
 /// The longest request head read before a stream counts as unreadable.
 const MAX_HEAD: usize = 64 * 1024;
@@ -35,11 +35,9 @@ const MAX_HEAD: usize = 64 * 1024;
 /// A counting proxy in front of an upstream, stopped on drop.
 #[derive(Debug)]
 pub struct CountingProxy {
-    port: u16,
     upstream: SocketAddr,
     shared: Arc<Shared>,
-    stop: Option<oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    proxy: ProxyThread,
 }
 
 #[derive(Debug, Default)]
@@ -72,47 +70,26 @@ impl CountingProxy {
         let upstream: SocketAddr = authority.parse().unwrap_or_else(|err| {
             panic!("counting proxy: upstream {upstream_url:?} is not http://IP:PORT: {err}")
         });
-        let listener = StdListener::bind((Ipv4Addr::LOCALHOST, 0))
-            .unwrap_or_else(|err| panic!("counting proxy: cannot bind a loopback port: {err}"));
-        let port = listener
-            .local_addr()
-            .unwrap_or_else(|err| panic!("counting proxy: cannot read its port: {err}"))
-            .port();
-        listener
-            .set_nonblocking(true)
-            .unwrap_or_else(|err| panic!("counting proxy: cannot make the listener async: {err}"));
         let shared = Arc::new(Shared::default());
-        let (stop, stopped) = oneshot::channel();
-        let thread_shared = shared.clone();
-        let thread = std::thread::Builder::new()
-            .name(format!("counting-proxy-{port}"))
-            .spawn(move || {
-                let runtime = tokio::runtime::Builder::new_multi_thread()
-                    .worker_threads(2)
-                    .enable_all()
-                    .build()
-                    .unwrap_or_else(|err| panic!("counting proxy: no runtime: {err}"));
-                runtime.block_on(serve(listener, upstream, thread_shared, stopped));
-                runtime.shutdown_background();
-            })
-            .unwrap_or_else(|err| panic!("counting proxy: cannot start its thread: {err}"));
+        let relay_shared = shared.clone();
+        let proxy = ProxyThread::start("counting-proxy", upstream, move |client, server| {
+            relay(client, server, relay_shared.clone())
+        });
         Self {
-            port,
             upstream,
             shared,
-            stop: Some(stop),
-            thread: Some(thread),
+            proxy,
         }
     }
 
     /// `http://127.0.0.1:<port>` of the proxy.
     pub fn url(&self) -> String {
-        loopback_url(self.port)
+        loopback_url(self.proxy.port())
     }
 
     /// The proxy's port.
     pub fn port(&self) -> u16 {
-        self.port
+        self.proxy.port()
     }
 
     /// The upstream it forwards to.
@@ -175,17 +152,6 @@ impl CountingProxy {
     }
 }
 
-impl Drop for CountingProxy {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
 /// Whether a request line starts with `prefix` and the prefix ends at a
 /// boundary of the target (`GET /v1/keys` matches `GET /v1/keys/01ab…` but
 /// not `GET /v1/keysets`).
@@ -198,38 +164,8 @@ fn matches_prefix(line: &str, prefix: &str) -> bool {
     }
 }
 
-async fn serve(
-    listener: StdListener,
-    upstream: SocketAddr,
-    shared: Arc<Shared>,
-    mut stopped: oneshot::Receiver<()>,
-) {
-    let listener = match TcpListener::from_std(listener) {
-        Ok(l) => l,
-        Err(err) => panic!("counting proxy: cannot listen: {err}"),
-    };
-    let mut connections = tokio::task::JoinSet::new();
-    loop {
-        tokio::select! {
-            _ = &mut stopped => break,
-            accepted = listener.accept() => {
-                let Ok((client, _)) = accepted else { continue };
-                let shared = shared.clone();
-                connections.spawn(async move { relay(client, upstream, shared).await });
-            }
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
-        }
-    }
-    connections.shutdown().await;
-}
-
-async fn relay(client: TcpStream, upstream: SocketAddr, shared: Arc<Shared>) {
-    let Ok(server) = TcpStream::connect(upstream).await else {
-        // The upstream is down: the client sees its connection closed.
-        return;
-    };
-    let _ = client.set_nodelay(true);
-    let _ = server.set_nodelay(true);
+/// One client connection and its connection upstream.
+async fn relay(client: TcpStream, server: TcpStream, shared: Arc<Shared>) {
     let (client_read, client_write) = client.into_split();
     let (server_read, server_write) = server.into_split();
     tokio::join!(
@@ -442,6 +378,8 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::Ipv4Addr;
+    use tokio::net::TcpListener;
 
     #[test]
     fn request_lines_are_read_across_pieces_and_bodies() {

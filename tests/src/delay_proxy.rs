@@ -12,27 +12,26 @@
 //! while the test blocks (waiting for a process, say). It stops, with every
 //! connection, on drop.
 
-use std::net::{Ipv4Addr, TcpListener as StdListener};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{oneshot, watch};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::ports::loopback_url;
+use crate::proxy::ProxyThread;
 
 /// A delaying proxy in front of `127.0.0.1:<upstream>`, stopped on drop.
 #[derive(Debug)]
 pub struct DelayProxy {
-    port: u16,
     upstream: u16,
     shared: Arc<Shared>,
-    stop: Option<oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    proxy: ProxyThread,
 }
 
 #[derive(Debug)]
@@ -43,53 +42,39 @@ struct Shared {
     held: AtomicUsize,
     /// Answer chunks that have waited, ever.
     delayed: AtomicUsize,
-    /// Connections accepted, ever.
-    accepted: AtomicUsize,
 }
 
 impl DelayProxy {
     /// Starts a proxy on a free loopback port in front of
     /// `127.0.0.1:<upstream>`, without delay.
     pub fn start(upstream: u16) -> Self {
-        let listener = StdListener::bind((Ipv4Addr::LOCALHOST, 0))
-            .unwrap_or_else(|err| panic!("delay proxy: cannot bind a loopback port: {err}"));
-        let port = listener
-            .local_addr()
-            .unwrap_or_else(|err| panic!("delay proxy: cannot read its port: {err}"))
-            .port();
-        listener
-            .set_nonblocking(true)
-            .unwrap_or_else(|err| panic!("delay proxy: cannot make the listener async: {err}"));
         let shared = Arc::new(Shared {
             delay: watch::Sender::new(Duration::ZERO),
             held: AtomicUsize::new(0),
             delayed: AtomicUsize::new(0),
-            accepted: AtomicUsize::new(0),
         });
-        let (stop, stopped) = oneshot::channel();
-        let thread_shared = shared.clone();
-        let thread = std::thread::Builder::new()
-            .name(format!("delay-proxy-{port}"))
-            .spawn(move || run(listener, upstream, thread_shared, stopped))
-            .unwrap_or_else(|err| panic!("delay proxy: cannot start its thread: {err}"));
+        let relay_shared = shared.clone();
+        let proxy = ProxyThread::start(
+            "delay-proxy",
+            SocketAddr::from((Ipv4Addr::LOCALHOST, upstream)),
+            move |client, server| connection(client, server, relay_shared.clone()),
+        );
         Self {
-            port,
             upstream,
             shared,
-            stop: Some(stop),
-            thread: Some(thread),
+            proxy,
         }
     }
 
     /// `http://127.0.0.1:<port>`: the address to give clients instead of the
     /// upstream's.
     pub fn url(&self) -> String {
-        loopback_url(self.port)
+        loopback_url(self.proxy.port())
     }
 
     /// The port the proxy listens on.
     pub fn port(&self) -> u16 {
-        self.port
+        self.proxy.port()
     }
 
     /// The upstream port.
@@ -121,55 +106,13 @@ impl DelayProxy {
 
     /// How many connections the proxy has accepted since the start.
     pub fn accepted(&self) -> usize {
-        self.shared.accepted.load(Ordering::SeqCst)
+        self.proxy.accepted()
     }
 }
 
-impl Drop for DelayProxy {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
-/// The proxy's thread: accepts until told to stop; dropping the runtime
-/// then ends every connection.
-fn run(listener: StdListener, upstream: u16, shared: Arc<Shared>, stop: oneshot::Receiver<()>) {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap_or_else(|err| panic!("delay proxy: cannot build a runtime: {err}"));
-    runtime.block_on(async move {
-        let listener = TcpListener::from_std(listener)
-            .unwrap_or_else(|err| panic!("delay proxy: cannot register the listener: {err}"));
-        let mut stop = stop;
-        loop {
-            tokio::select! {
-                _ = &mut stop => break,
-                accepted = listener.accept() => {
-                    if let Ok((client, _)) = accepted {
-                        shared.accepted.fetch_add(1, Ordering::SeqCst);
-                        tokio::spawn(connection(client, upstream, shared.clone()));
-                    }
-                }
-            }
-        }
-    });
-}
-
-/// One client connection: a connection upstream, bytes both ways. When the
-/// upstream cannot be reached the client's connection is closed, as a
-/// stopped server's would be.
-async fn connection(client: TcpStream, upstream: u16, shared: Arc<Shared>) {
-    let Ok(server) = TcpStream::connect((Ipv4Addr::LOCALHOST, upstream)).await else {
-        return;
-    };
-    let _ = client.set_nodelay(true);
-    let _ = server.set_nodelay(true);
+/// One client connection and its connection upstream: requests pass at
+/// once, answers after the delay.
+async fn connection(client: TcpStream, server: TcpStream, shared: Arc<Shared>) {
     let (mut client_read, client_write) = client.into_split();
     let (server_read, mut server_write) = server.into_split();
     let requests = async move {
@@ -239,6 +182,8 @@ impl Drop for Held<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::TcpListener as StdListener;
+    use tokio::net::TcpListener;
 
     /// An upstream that echoes every connection's bytes.
     async fn echo_server() -> u16 {

@@ -35,6 +35,7 @@ pub mod http;
 pub mod mint;
 pub mod ports;
 pub mod process;
+mod proxy;
 pub mod render;
 pub mod tools;
 pub mod verifier;

@@ -330,20 +330,18 @@ pub fn describe(out: &Output) -> String {
 
 /// Parses `paygress wallet balance` output: the balance at `mint`.
 pub fn balance_at(balance_json: &str, mint: &str) -> u64 {
-    let v: Value = serde_json::from_str(balance_json)
-        .unwrap_or_else(|err| panic!("balance is not JSON ({err}): {balance_json}"));
-    v["mints"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|m| m["mint"] == mint && m["unit"] == "sat")
-        .filter_map(|m| m["balance"].as_u64())
-        .sum()
+    sat_field_at(balance_json, mint, "balance")
 }
 
 /// Parses `paygress wallet balance` output: what is pending at `mint`
 /// (inputs of unfinished redemptions).
 pub fn pending_at(balance_json: &str, mint: &str) -> u64 {
+    sat_field_at(balance_json, mint, "pending")
+}
+
+/// The sum of `field` over the `sat` entries of `mint` in `paygress wallet
+/// balance` output.
+fn sat_field_at(balance_json: &str, mint: &str, field: &str) -> u64 {
     let v: Value = serde_json::from_str(balance_json)
         .unwrap_or_else(|err| panic!("balance is not JSON ({err}): {balance_json}"));
     v["mints"]
@@ -351,7 +349,7 @@ pub fn pending_at(balance_json: &str, mint: &str) -> u64 {
         .into_iter()
         .flatten()
         .filter(|m| m["mint"] == mint && m["unit"] == "sat")
-        .filter_map(|m| m["pending"].as_u64())
+        .filter_map(|m| m[field].as_u64())
         .sum()
 }
 
