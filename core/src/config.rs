@@ -402,8 +402,10 @@ impl CompiledConfig {
         if path::is_plain(raw) {
             return Ok(self.price_of_path(raw, false));
         }
+        // The resolved reading first: of equal prices, its tier names the
+        // answer.
         let resolved = path::normalize(raw);
-        let mut best = self.price_of_path(&resolved, false);
+        let mut best = Price::Free;
         let mut consider = |reading: &str| {
             for fold in [false, true] {
                 if fold && !path::has_upper(reading) {
