@@ -176,11 +176,14 @@ impl Verifier {
         }
         let fee = self.input_fee(&mint, &token, deadline).await?;
         precheck::precheck(&token, config, price, fee).map_err(AuthError::Precheck)?;
-        let canonical = crate::redeem::canonical_token(raw);
-        match mint.check_dleq(&canonical).await {
-            Ok(()) => {}
-            Err(DleqError::Invalid) => return Err(AuthError::DleqInvalid),
-            Err(e) => return Err(AuthError::TokenInvalid(e.to_string())),
+        // NUT-12: only proofs that carry a DLEQ can be checked before the
+        // swap; a token with none is not parsed again here.
+        if token.proofs.iter().any(|p| p.has_dleq) {
+            match mint.check_dleq(&crate::redeem::canonical_token(raw)).await {
+                Ok(()) => {}
+                Err(DleqError::Invalid) => return Err(AuthError::DleqInvalid),
+                Err(e) => return Err(AuthError::TokenInvalid(e.to_string())),
+            }
         }
         let slot = self.redeemer.try_slot()?;
 
