@@ -15,11 +15,13 @@
 //! * [`outcome`] — outcome codes, their HTTP statuses and the JSON bodies.
 //! * [`precheck`] — the checks made before anything is redeemed.
 //! * [`headers`] — header names, in one place.
+//! * [`hmac`] — HMAC-SHA256 (passes) and HMAC-SHA512 (replica seeds).
 
 pub mod challenge;
 pub mod config;
 pub mod extract;
 pub mod headers;
+pub mod hmac;
 pub mod mint_url;
 pub mod outcome;
 pub mod pass;

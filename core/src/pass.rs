@@ -18,7 +18,8 @@
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
+
+use crate::hmac::hmac_sha256;
 
 /// The version prefix of a pass.
 pub const VERSION: &str = "p1";
@@ -152,32 +153,6 @@ pub fn verify(pass: &str, keys: &[PassKey], now: u64) -> Result<Claims, PassErro
     Ok(claims)
 }
 
-/// HMAC-SHA256 (RFC 2104).
-fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
-    let mut block = [0u8; 64];
-    if key.len() > block.len() {
-        let digest = Sha256::digest(key);
-        for (b, k) in block.iter_mut().zip(digest.iter()) {
-            *b = *k;
-        }
-    } else {
-        for (b, k) in block.iter_mut().zip(key.iter()) {
-            *b = *k;
-        }
-    }
-    let inner_pad: Vec<u8> = block.iter().map(|b| b ^ 0x36).collect();
-    let outer_pad: Vec<u8> = block.iter().map(|b| b ^ 0x5c).collect();
-    let inner = Sha256::new()
-        .chain_update(&inner_pad)
-        .chain_update(message)
-        .finalize();
-    let outer = Sha256::new()
-        .chain_update(&outer_pad)
-        .chain_update(inner)
-        .finalize();
-    outer.into()
-}
-
 /// Whether two byte strings are equal, in time that depends only on their
 /// lengths.
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -199,28 +174,6 @@ mod tests {
             expires_at,
             payer: "444537d0ea3bff3e".into(),
         }
-    }
-
-    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
-    #[cfg_attr(not(target_arch = "wasm32"), test)]
-    fn hmac_sha256_matches_rfc_4231() {
-        // Test case 2.
-        let mac = hmac_sha256(b"Jefe", b"what do ya want for nothing?");
-        let hex: String = mac.iter().map(|b| format!("{b:02x}")).collect();
-        assert_eq!(
-            hex,
-            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
-        );
-        // Test case 6: a key longer than a block is hashed first.
-        let mac = hmac_sha256(
-            &[0xaa; 131],
-            b"Test Using Larger Than Block-Size Key - Hash Key First",
-        );
-        let hex: String = mac.iter().map(|b| format!("{b:02x}")).collect();
-        assert_eq!(
-            hex,
-            "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54"
-        );
     }
 
     #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]

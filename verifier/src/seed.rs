@@ -22,7 +22,7 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use bip39::Mnemonic;
-use sha2::{Digest, Sha512};
+use paygress_core::hmac::hmac_sha512;
 use thiserror::Error;
 
 /// The name of the seed file in the data dir.
@@ -148,29 +148,6 @@ pub fn replica_seed(seed: &[u8; 64], replica_id: &str) -> [u8; 64] {
         return *seed;
     }
     hmac_sha512(seed, format!("paygress/replica/v1/{replica_id}").as_bytes())
-}
-
-fn hmac_sha512(key: &[u8; 64], message: &[u8]) -> [u8; 64] {
-    // The key is one SHA-512 block (128 bytes) once zero-padded.
-    let mut inner_pad = [0x36u8; 128];
-    let mut outer_pad = [0x5cu8; 128];
-    for (i, k) in key.iter().enumerate() {
-        if let (Some(ip), Some(op)) = (inner_pad.get_mut(i), outer_pad.get_mut(i)) {
-            *ip ^= k;
-            *op ^= k;
-        }
-    }
-    let inner = Sha512::new()
-        .chain_update(inner_pad)
-        .chain_update(message)
-        .finalize();
-    let outer = Sha512::new()
-        .chain_update(outer_pad)
-        .chain_update(inner)
-        .finalize();
-    let mut out = [0u8; 64];
-    out.copy_from_slice(&outer);
-    out
 }
 
 /// Writes a file only its owner can read (0600), replacing it atomically.
@@ -309,14 +286,8 @@ mod tests {
         assert_ne!(a, base);
         assert_ne!(a, b);
         assert_eq!(a, replica_seed(&base, "paygress-0"));
-        // RFC 4231 test case 2 shape: a known HMAC-SHA512 vector (key padded
-        // to 64 bytes with zeros is the same HMAC key as the short key).
-        let mut key = [0u8; 64];
-        key[..4].copy_from_slice(b"Jefe");
-        assert_eq!(
-            hex::encode(hmac_sha512(&key, b"what do ya want for nothing?")),
-            "164b7a7bfcf819e2e395fbe73b56e0a387bd64222e831fd610270cd7ea2505549758bf75c05a994a6d034f65f8f0e6fdcaeab1a34d4a6b4b636e070a38bce737"
-        );
+        // The derivation is HMAC-SHA512 keyed by the mnemonic's seed.
+        assert_eq!(a, hmac_sha512(&base, b"paygress/replica/v1/paygress-0"));
 
         let dir = tempfile::tempdir().unwrap();
         let r = resolve_replica(dir.path(), None, Some("pod-a"), false).unwrap();
