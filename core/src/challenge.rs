@@ -15,18 +15,26 @@ pub struct Challenge {
     pub payment_request: String,
     /// The JSON body:
     /// `{"error":"Payment Required","amount":…,"unit":…,"mints":[…]}`, with
-    /// `"tier"` when a tier set the price.
+    /// `"tier"` when a tier set the price and `"lease_seconds"` on a lease
+    /// tier.
     pub body: String,
 }
 
 impl Challenge {
     /// Encodes the answer for `amount` (`None` when no payment request can
     /// carry it: an amount or a mint list out of NUT-18's range).
-    pub fn new(amount: u64, tier: Option<&str>, unit: &str, mints: &[String]) -> Option<Challenge> {
+    /// `lease_seconds` is what the price buys on a lease tier.
+    pub fn new(
+        amount: u64,
+        tier: Option<&str>,
+        lease_seconds: Option<u64>,
+        unit: &str,
+        mints: &[String],
+    ) -> Option<Challenge> {
         Some(Challenge {
             amount,
             payment_request: payment_request::encode(amount, unit, mints)?,
-            body: payment_required_body(amount, unit, mints, tier),
+            body: payment_required_body(amount, unit, mints, tier, lease_seconds),
         })
     }
 }

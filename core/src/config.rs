@@ -14,6 +14,11 @@
 //! }
 //! ```
 //!
+//! A tier may sell time instead of single requests (`"lease": {"seconds":
+//! 3600}`, with `pass_keys` at the top level; see [`crate::lease`]) and come
+//! with a pod (`"pod"`, read by the verifier only; the filter accepts and
+//! ignores it).
+//!
 //! Unknown keys are an error that names the key. Every other error names the
 //! key (as a path such as `tiers[1].path_prefix`) and the offending value.
 
@@ -23,6 +28,8 @@ use thiserror::Error;
 use std::borrow::Cow;
 
 use crate::challenge::Challenge;
+use crate::lease::{self, EnvLookup, LeaseTerms, PassKeyConfig};
+use crate::pass::PassKey;
 use crate::pricing::{Price, PriceTier};
 use crate::{mint_url, path, MAX_AMOUNT};
 
@@ -48,15 +55,25 @@ pub struct Config {
     pub verifier: VerifierRef,
     #[serde(default)]
     pub failure_mode: FailureMode,
+    /// The keys that sign and check passes (the first signs, all verify);
+    /// required when a tier has a `lease`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pass_keys: Vec<PassKeyConfig>,
 }
 
-/// A price tier: every path under `path_prefix` costs `amount`.
+/// A price tier: every path under `path_prefix` costs `amount`, or, with
+/// `lease`, `amount` buys `lease.seconds` of access to them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Tier {
     pub id: String,
     pub path_prefix: String,
     pub amount: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease: Option<LeaseTerms>,
+    /// The pod a lease of this tier gets (the verifier's business).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod: Option<serde_json::Value>,
 }
 
 /// Where the filter finds the verifier (read by the filter only).
@@ -134,7 +151,7 @@ pub enum ConfigError {
     },
 }
 
-fn invalid(
+pub(crate) fn invalid(
     key: impl Into<String>,
     value: impl core::fmt::Debug,
     reason: impl Into<String>,
@@ -157,8 +174,15 @@ impl Config {
         serde_json::from_value(value).map_err(|e| ConfigError::Parse(e.to_string()))
     }
 
-    /// Validates and compiles the config into its matcher.
+    /// Validates and compiles the config into its matcher, with no
+    /// environment (a `pass_keys[].secret_env` is refused as unset).
     pub fn compile(&self) -> Result<CompiledConfig, ConfigError> {
+        self.compile_with_env(&|_| None)
+    }
+
+    /// Validates and compiles the config, reading `pass_keys[].secret_env`
+    /// through `env`.
+    pub fn compile_with_env(&self, env: EnvLookup<'_>) -> Result<CompiledConfig, ConfigError> {
         validate_unit(&self.unit)?;
         let mints = self.compile_mints()?;
         validate_amount("default_amount", self.default_amount)?;
@@ -201,13 +225,40 @@ impl Config {
                 ));
             }
             validate_amount(&format!("tiers[{i}].amount"), t.amount)?;
+            let lease_seconds = match &t.lease {
+                Some(terms) => Some(lease::validate_terms(
+                    &format!("tiers[{i}].lease.seconds"),
+                    terms,
+                )?),
+                None => None,
+            };
+            if let Some(pod) = &t.pod {
+                if t.lease.is_none() {
+                    return Err(invalid(
+                        format!("tiers[{i}].pod"),
+                        &t.id,
+                        "a pod is provisioned for a lease: give the tier a `lease` too",
+                    ));
+                }
+                if !pod.is_object() {
+                    return Err(invalid(format!("tiers[{i}].pod"), pod, "must be an object"));
+                }
+            }
             let challenge =
-                self.challenge(&format!("tiers[{i}].amount"), t.amount, Some(&t.id), &mints)?;
+                Challenge::new(t.amount, Some(&t.id), lease_seconds, &self.unit, &mints)
+                    .ok_or_else(|| {
+                        invalid(
+                            format!("tiers[{i}].amount"),
+                            t.amount,
+                            "cannot be encoded in a NUT-18 payment request",
+                        )
+                    })?;
             tiers.push(PriceTier {
                 index: i + 1,
                 id: Some(t.id.clone()),
                 prefix,
                 amount: t.amount,
+                lease_seconds,
                 challenge,
             });
         }
@@ -240,8 +291,25 @@ impl Config {
             ));
         }
 
-        let default_challenge =
-            self.challenge("default_amount", self.default_amount, None, &mints)?;
+        let pass_keys = lease::compile_keys(&self.pass_keys, env)?;
+        if let Some(i) = self.tiers.iter().position(|t| t.lease.is_some()) {
+            if pass_keys.is_empty() {
+                return Err(invalid(
+                    "pass_keys",
+                    &self.pass_keys,
+                    format!("at least one key is required: tiers[{i}] sells a lease"),
+                ));
+            }
+        }
+
+        let default_challenge = Challenge::new(self.default_amount, None, None, &self.unit, &mints)
+            .ok_or_else(|| {
+                invalid(
+                    "default_amount",
+                    self.default_amount,
+                    "cannot be encoded in a NUT-18 payment request",
+                )
+            })?;
         Ok(CompiledConfig {
             unit: self.unit.clone(),
             mints,
@@ -252,24 +320,13 @@ impl Config {
                 id: None,
                 prefix: "/".to_string(),
                 amount: self.default_amount,
+                lease_seconds: None,
                 challenge: default_challenge,
             },
             verifier: self.verifier.clone(),
             failure_mode: self.failure_mode,
+            pass_keys,
         })
-    }
-
-    /// The 402 answer of a price, or an error naming the key when no payment
-    /// request can carry it.
-    fn challenge(
-        &self,
-        key: &str,
-        amount: u64,
-        tier: Option<&str>,
-        mints: &[String],
-    ) -> Result<Challenge, ConfigError> {
-        Challenge::new(amount, tier, &self.unit, mints)
-            .ok_or_else(|| invalid(key, amount, "cannot be encoded in a NUT-18 payment request"))
     }
 
     fn compile_mints(&self) -> Result<Vec<String>, ConfigError> {
@@ -384,6 +441,7 @@ pub struct CompiledConfig {
     default_tier: PriceTier,
     pub verifier: VerifierRef,
     pub failure_mode: FailureMode,
+    pass_keys: Vec<PassKey>,
 }
 
 impl CompiledConfig {
@@ -398,23 +456,55 @@ impl CompiledConfig {
     /// only when every reading is free. A target whose authority cannot be
     /// read one way is refused.
     pub fn try_price(&self, target: &str) -> Result<Price<'_>, path::TargetError> {
+        let mut best = Price::Free;
+        self.each_reading_price(target, |candidate| {
+            if candidate.amount() > best.amount() {
+                best = candidate;
+            }
+        })?;
+        Ok(best)
+    }
+
+    /// Whether a pass for the tier `tier_id` opens a request target: every
+    /// reading of it is free or under that tier, and at least one is under
+    /// it. (A reading under another tier, however priced, keeps it shut: a
+    /// pass opens its own tier's paths only.)
+    pub fn pass_opens(&self, target: &str, tier_id: &str) -> bool {
+        let (mut paid, mut other) = (false, false);
+        let read = self.each_reading_price(target, |price| {
+            if let Price::Paid(tier) = price {
+                if tier.id.as_deref() == Some(tier_id) && tier.lease_seconds.is_some() {
+                    paid = true;
+                } else {
+                    other = true;
+                }
+            }
+        });
+        read.is_ok() && paid && !other
+    }
+
+    /// Calls `f` with the price of every reading of a target (see
+    /// [`path`]): as sent, decoded, resolved (with and without `;`
+    /// parameters), each also ASCII case-folded; a plain path has one.
+    fn each_reading_price<'s>(
+        &'s self,
+        target: &str,
+        mut f: impl FnMut(Price<'s>),
+    ) -> Result<(), path::TargetError> {
         let raw = path::raw_path(target)?;
         if path::is_plain(raw) {
-            return Ok(self.price_of_path(raw, false));
+            f(self.price_of_path(raw, false));
+            return Ok(());
         }
         // The resolved reading first: of equal prices, its tier names the
         // answer.
         let resolved = path::normalize(raw);
-        let mut best = Price::Free;
         let mut consider = |reading: &str| {
             for fold in [false, true] {
                 if fold && !path::has_upper(reading) {
                     continue;
                 }
-                let candidate = self.price_of_path(reading, fold);
-                if candidate.amount() > best.amount() {
-                    best = candidate;
-                }
+                f(self.price_of_path(reading, fold));
             }
         };
         consider(&resolved);
@@ -428,7 +518,7 @@ impl CompiledConfig {
         if path::has_params(raw) {
             consider(&path::normalize_without_params(raw));
         }
-        Ok(best)
+        Ok(())
     }
 
     /// [`CompiledConfig::try_price`], for a target already known to be
@@ -460,7 +550,7 @@ impl CompiledConfig {
         if amount == tier.amount {
             return Some(Cow::Borrowed(&tier.challenge));
         }
-        Challenge::new(amount, None, &self.unit, &self.mints).map(Cow::Owned)
+        Challenge::new(amount, None, None, &self.unit, &self.mints).map(Cow::Owned)
     }
 
     /// The most expensive price tier.
@@ -524,5 +614,16 @@ impl CompiledConfig {
     /// Normalised free path prefixes.
     pub fn free_paths(&self) -> &[String] {
         &self.free_paths
+    }
+
+    /// The keys that sign (the first) and check (all) passes; empty when
+    /// no tier sells a lease and none were configured.
+    pub fn pass_keys(&self) -> &[PassKey] {
+        &self.pass_keys
+    }
+
+    /// The price tier with this id.
+    pub fn tier_by_id(&self, id: &str) -> Option<&PriceTier> {
+        self.tiers.iter().find(|t| t.id.as_deref() == Some(id))
     }
 }

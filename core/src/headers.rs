@@ -15,6 +15,15 @@ pub const X_PAYMENT_TIER: &str = "x-payment-tier";
 pub const X_USER_ID: &str = "x-user-id";
 /// Set on a paid request going upstream when a pod was provisioned.
 pub const X_PROVISIONED_POD: &str = "x-provisioned-pod";
+/// Set on a request going upstream on a lease: the lease's id.
+pub const X_PAYGRESS_LEASE: &str = "x-paygress-lease";
+
+/// A lease's pass: on the answer that sold or extended the lease, and on a
+/// request that presents it (never upstream).
+pub const X_PAYGRESS_PASS: &str = "x-paygress-pass";
+/// Request cookies (one carries the pass) and the answer's cookie.
+pub const COOKIE: &str = "cookie";
+pub const SET_COOKIE: &str = "set-cookie";
 
 /// The filter's callout: how many milliseconds the caller waits for the
 /// verifier's answer. The verifier begins no swap it could not finish in
@@ -42,15 +51,16 @@ pub const X_PAYMENT_PREFIX: &str = "x-payment-";
 
 /// Headers that only Paygress may set. A client-sent copy of any of them is
 /// removed on every path before the request goes upstream.
-pub const RESERVED: [&str; 4] = [
+pub const RESERVED: [&str; 5] = [
     X_PAYMENT_VERIFIED,
     X_PAYMENT_AMOUNT,
     X_USER_ID,
     X_PROVISIONED_POD,
+    X_PAYGRESS_LEASE,
 ];
 
 /// Whether a client-sent header must be stripped (case-insensitive):
-/// any `X-Payment-*`, `X-User-ID` or `X-Provisioned-Pod`.
+/// any `X-Payment-*`, `X-User-ID`, `X-Provisioned-Pod` or `X-Paygress-Lease`.
 pub fn is_reserved(name: &str) -> bool {
     let lower = name.to_ascii_lowercase();
     lower.starts_with(X_PAYMENT_PREFIX) || RESERVED.contains(&lower.as_str())
@@ -58,12 +68,13 @@ pub fn is_reserved(name: &str) -> bool {
 
 /// The headers that the verifier sets on a grant and that are copied onto the
 /// upstream request.
-pub const GRANT_HEADERS: [&str; 5] = [
+pub const GRANT_HEADERS: [&str; 6] = [
     X_PAYMENT_VERIFIED,
     X_PAYMENT_AMOUNT,
     X_PAYMENT_TIER,
     X_USER_ID,
     X_PROVISIONED_POD,
+    X_PAYGRESS_LEASE,
 ];
 
 #[cfg(test)]
@@ -77,6 +88,8 @@ mod tests {
         assert!(is_reserved("x-payment-anything"));
         assert!(is_reserved("X-USER-ID"));
         assert!(is_reserved("x-provisioned-pod"));
+        assert!(is_reserved("X-Paygress-Lease"));
+        assert!(!is_reserved("x-paygress-pass"));
         assert!(!is_reserved("x-cashu"));
         assert!(!is_reserved("x-paymentverified"));
         assert!(!is_reserved("authorization"));

@@ -7,7 +7,9 @@
 //! * [`challenge`] — the 402 answer of a price, encoded once per tier.
 //! * [`pricing`] — path → [`pricing::Price`], by the tier table.
 //! * [`path`] — request-target readings used for pricing.
+//! * [`lease`] — lease terms, pass keys, and the arithmetic of buying time.
 //! * [`pass`] — signed passes for leases (HMAC-SHA256), checked with no I/O.
+//! * [`pass_carrier`] — where a pass comes from in a request, and the cookie.
 //! * [`mint_url`] — mint URL normalisation, as cdk does it.
 //! * [`token`] — Cashu token decoding (cashuA / cashuB) without crypto.
 //! * [`extract`] — where a token comes from in a request's headers.
@@ -22,9 +24,11 @@ pub mod config;
 pub mod extract;
 pub mod headers;
 pub mod hmac;
+pub mod lease;
 pub mod mint_url;
 pub mod outcome;
 pub mod pass;
+pub mod pass_carrier;
 pub mod path;
 pub mod payment_request;
 pub mod precheck;

@@ -27,11 +27,13 @@ pub enum ErrorCode {
     /// The request itself cannot be priced safely (an authority holding
     /// `?`, `#`, `@`, `\` or whitespace).
     MalformedRequest,
+    /// A pass that is forged, altered, under an unknown key or unreadable.
+    PassInvalid,
 }
 
 impl ErrorCode {
     /// Every code, for tables and tests.
-    pub const ALL: [ErrorCode; 9] = [
+    pub const ALL: [ErrorCode; 10] = [
         ErrorCode::MalformedToken,
         ErrorCode::MintNotAccepted,
         ErrorCode::UnitMismatch,
@@ -41,6 +43,7 @@ impl ErrorCode {
         ErrorCode::MintUnavailable,
         ErrorCode::VerifierUnavailable,
         ErrorCode::MalformedRequest,
+        ErrorCode::PassInvalid,
     ];
 
     /// The code as it appears in the JSON body.
@@ -55,6 +58,7 @@ impl ErrorCode {
             ErrorCode::MintUnavailable => "mint_unavailable",
             ErrorCode::VerifierUnavailable => "verifier_unavailable",
             ErrorCode::MalformedRequest => "malformed_request",
+            ErrorCode::PassInvalid => "pass_invalid",
         }
     }
 
@@ -72,7 +76,8 @@ impl ErrorCode {
             | ErrorCode::InsufficientAmount
             | ErrorCode::TokenAlreadySpent
             | ErrorCode::TokenInvalid
-            | ErrorCode::MalformedRequest => 400,
+            | ErrorCode::MalformedRequest
+            | ErrorCode::PassInvalid => 400,
             ErrorCode::MintUnavailable | ErrorCode::VerifierUnavailable => 503,
         }
     }
@@ -139,16 +144,20 @@ struct PaymentRequiredBody<'a> {
     mints: &'a [String],
     #[serde(skip_serializing_if = "Option::is_none")]
     tier: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    lease_seconds: Option<u64>,
 }
 
 /// The JSON body of a 402:
 /// `{"error":"Payment Required","amount":1000,"unit":"sat","mints":[…]}`
-/// (plus `"tier"` when a tier priced the path).
+/// (plus `"tier"` when a tier priced the path, and `"lease_seconds"` when
+/// the price buys that much time rather than one request).
 pub fn payment_required_body(
     amount: u64,
     unit: &str,
     mints: &[String],
     tier: Option<&str>,
+    lease_seconds: Option<u64>,
 ) -> String {
     serde_json::to_string(&PaymentRequiredBody {
         error: "Payment Required",
@@ -156,6 +165,7 @@ pub fn payment_required_body(
         unit,
         mints,
         tier,
+        lease_seconds,
     })
     .unwrap_or_else(|_| "{\"error\":\"Payment Required\"}".to_string())
 }
@@ -184,7 +194,7 @@ mod tests {
         assert_eq!(v["error"], "unit \"usd\" is not \"sat\"");
 
         let mints = vec!["http://127.0.0.1:3338".to_string()];
-        let body = payment_required_body(1000, "sat", &mints, None);
+        let body = payment_required_body(1000, "sat", &mints, None, None);
         let v: serde_json::Value = serde_json::from_str(&body).unwrap();
         assert_eq!(v["error"], "Payment Required");
         assert_eq!(v["amount"], 1000);

@@ -76,6 +76,9 @@ pub struct Claims {
     /// The pseudonymous payer id.
     #[serde(rename = "u")]
     pub payer: String,
+    /// The lease's pod, where one was provisioned.
+    #[serde(rename = "p", default, skip_serializing_if = "Option::is_none")]
+    pub pod: Option<String>,
 }
 
 /// Why a pass was not accepted.
@@ -111,10 +114,16 @@ pub fn sign(claims: &Claims, key: &PassKey) -> String {
     format!("{signed}.{}", URL_SAFE_NO_PAD.encode(mac))
 }
 
-/// Checks a pass against `keys` at time `now` (Unix seconds): its claims
-/// when it is genuine and unexpired.
-pub fn verify(pass: &str, keys: &[PassKey], now: u64) -> Result<Claims, PassError> {
-    let pass = pass.trim();
+/// The parts of a pass, split but not checked.
+struct Parts<'a> {
+    /// `p1.<key id>.<claims>`: what the signature covers.
+    signed: &'a str,
+    key_id: &'a str,
+    claims: &'a str,
+    mac: &'a str,
+}
+
+fn split(pass: &str) -> Result<Parts<'_>, PassError> {
     if pass.len() > MAX_PASS_LEN {
         return Err(PassError::Malformed);
     }
@@ -131,26 +140,50 @@ pub fn verify(pass: &str, keys: &[PassKey], now: u64) -> Result<Claims, PassErro
     if version != VERSION {
         return Err(PassError::Malformed);
     }
-    let key = keys
-        .iter()
-        .find(|k| k.id == key_id)
-        .ok_or(PassError::UnknownKey)?;
-    let mac = URL_SAFE_NO_PAD
-        .decode(mac)
-        .map_err(|_| PassError::Malformed)?;
     let signed_len = version.len() + key_id.len() + claims.len() + 2;
     let signed = pass.get(..signed_len).ok_or(PassError::Malformed)?;
-    if !constant_time_eq(&hmac_sha256(&key.secret, signed.as_bytes()), &mac) {
-        return Err(PassError::BadSignature);
-    }
+    Ok(Parts {
+        signed,
+        key_id,
+        claims,
+        mac,
+    })
+}
+
+fn decode_claims(claims: &str) -> Result<Claims, PassError> {
     let json = URL_SAFE_NO_PAD
         .decode(claims)
         .map_err(|_| PassError::Malformed)?;
-    let claims: Claims = serde_json::from_slice(&json).map_err(|_| PassError::Malformed)?;
+    serde_json::from_slice(&json).map_err(|_| PassError::Malformed)
+}
+
+/// Checks a pass against `keys` at time `now` (Unix seconds): its claims
+/// when it is genuine and unexpired.
+pub fn verify(pass: &str, keys: &[PassKey], now: u64) -> Result<Claims, PassError> {
+    let parts = split(pass.trim())?;
+    let key = keys
+        .iter()
+        .find(|k| k.id == parts.key_id)
+        .ok_or(PassError::UnknownKey)?;
+    let mac = URL_SAFE_NO_PAD
+        .decode(parts.mac)
+        .map_err(|_| PassError::Malformed)?;
+    if !constant_time_eq(&hmac_sha256(&key.secret, parts.signed.as_bytes()), &mac) {
+        return Err(PassError::BadSignature);
+    }
+    let claims = decode_claims(parts.claims)?;
     if claims.expires_at <= now {
         return Err(PassError::Expired(claims));
     }
     Ok(claims)
+}
+
+/// What a pass says and the id of the key it names, **without checking its
+/// signature**: for showing a pass to its holder (`paygress lease show`),
+/// never for letting a request through.
+pub fn decode_unverified(pass: &str) -> Result<(String, Claims), PassError> {
+    let parts = split(pass.trim())?;
+    Ok((parts.key_id.to_string(), decode_claims(parts.claims)?))
 }
 
 /// Whether two byte strings are equal, in time that depends only on their
@@ -173,6 +206,7 @@ mod tests {
             tier: "compute".into(),
             expires_at,
             payer: "444537d0ea3bff3e".into(),
+            pod: None,
         }
     }
 
@@ -261,6 +295,86 @@ mod tests {
             verify("p1.zz.e30.AAAA", &keys, 0),
             Err(PassError::UnknownKey)
         );
+    }
+
+    /// A small deterministic generator, so that the properties below run
+    /// alike natively and on wasm32 (where proptest does not build).
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+        fn below(&mut self, n: u64) -> u64 {
+            self.next() % n.max(1)
+        }
+        fn text(&mut self, max: u64) -> String {
+            const CHARS: [char; 10] = ['a', 'Z', '0', '-', '.', '"', '\\', 'é', '✓', '\u{0}'];
+            (0..self.below(max + 1))
+                .map(|_| CHARS[self.below(CHARS.len() as u64) as usize])
+                .collect()
+        }
+    }
+
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    fn property_every_pass_round_trips_and_every_change_is_refused() {
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        for round in 0..64 {
+            let secret: Vec<u8> = (0..32 + rng.below(32)).map(|_| rng.next() as u8).collect();
+            let k = PassKey::new(&format!("k{round}"), &secret).unwrap();
+            let keys = [key("other", 9), k.clone()];
+            let claims = Claims {
+                lease: rng.text(24),
+                tier: rng.text(24),
+                expires_at: rng.next() >> rng.below(64),
+                payer: rng.text(24),
+                pod: (rng.below(2) == 1).then(|| rng.text(24)),
+            };
+            let pass = sign(&claims, &k);
+            assert!(pass.len() <= MAX_PASS_LEN);
+            let now = claims.expires_at.saturating_sub(1);
+            if claims.expires_at > 0 {
+                assert_eq!(verify(&pass, &keys, now), Ok(claims.clone()));
+            }
+            assert_eq!(
+                verify(&pass, &keys, claims.expires_at),
+                Err(PassError::Expired(claims.clone()))
+            );
+            assert_eq!(decode_unverified(&pass), Ok((k.id.clone(), claims.clone())));
+            // Any one byte changed, anywhere: refused.
+            let bytes = pass.as_bytes();
+            for _ in 0..24 {
+                let i = rng.below(bytes.len() as u64) as usize;
+                let mut changed = bytes.to_vec();
+                changed[i] = b"A.x_-9="[rng.below(7) as usize];
+                if changed == bytes {
+                    continue;
+                }
+                let changed = String::from_utf8(changed).unwrap();
+                assert!(
+                    !matches!(
+                        verify(&changed, &keys, 0),
+                        Ok(_) | Err(PassError::Expired(_))
+                    ),
+                    "{changed}"
+                );
+            }
+            // Any truncation: refused.
+            for end in 0..pass.len() {
+                assert!(
+                    !matches!(
+                        verify(&pass[..end], &keys, 0),
+                        Ok(_) | Err(PassError::Expired(_))
+                    ),
+                    "{}",
+                    &pass[..end]
+                );
+            }
+        }
     }
 
     #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]

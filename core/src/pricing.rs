@@ -14,6 +14,8 @@ pub struct PriceTier {
     pub prefix: String,
     /// The price, in the config's unit.
     pub amount: u64,
+    /// On a lease tier: the seconds that `amount` buys.
+    pub lease_seconds: Option<u64>,
     /// The tier's 402 answer, encoded once.
     pub challenge: Challenge,
 }

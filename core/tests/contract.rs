@@ -306,6 +306,7 @@ fn codes_and_statuses_are_those_of_the_contract() {
         ("mint_unavailable", 503),
         ("verifier_unavailable", 503),
         ("malformed_request", 400),
+        ("pass_invalid", 400),
     ];
     assert_eq!(ErrorCode::ALL.len(), want.len());
     for (code, (name, status)) in ErrorCode::ALL.iter().zip(want) {
@@ -344,18 +345,18 @@ fn the_402_body_carries_amount_unit_and_mints() {
         "http://127.0.0.1:3338".to_string(),
         "https://mint.example.com/Cashu".to_string(),
     ];
-    let body = outcome::payment_required_body(1000, "sat", &mints, None);
+    let body = outcome::payment_required_body(1000, "sat", &mints, None, None);
     let v: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(
         v,
         json!({"error": "Payment Required", "amount": 1000, "unit": "sat", "mints": mints})
     );
-    let body = outcome::payment_required_body(5000, "sat", &mints, Some("premium-plus"));
+    let body = outcome::payment_required_body(5000, "sat", &mints, Some("premium-plus"), None);
     let v: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["amount"], 5000);
     assert_eq!(v["tier"], "premium-plus");
     // The largest price a config allows survives JSON exactly.
-    let body = outcome::payment_required_body(paygress_core::MAX_AMOUNT, "sat", &mints, None);
+    let body = outcome::payment_required_body(paygress_core::MAX_AMOUNT, "sat", &mints, None, None);
     let v: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["amount"].as_u64(), Some(paygress_core::MAX_AMOUNT));
     assert_eq!(v["amount"].as_f64(), Some(9_007_199_254_740_992.0));
@@ -371,8 +372,13 @@ fn the_402_of_every_tier_agrees_with_its_payment_request() {
     )
     .unwrap();
     for tier in c.price_tiers() {
-        let body =
-            outcome::payment_required_body(tier.amount, &c.unit, &c.mints, tier.id.as_deref());
+        let body = outcome::payment_required_body(
+            tier.amount,
+            &c.unit,
+            &c.mints,
+            tier.id.as_deref(),
+            tier.lease_seconds,
+        );
         let body: Value = serde_json::from_str(&body).unwrap();
         let creq = payment_request::encode(tier.amount, &c.unit, &c.mints).unwrap();
         let req = common::cbor_to_json(&common::decode_creq_a(&creq));
@@ -404,6 +410,8 @@ fn header_names_are_lower_case_and_reserved_ones_are_stripped() {
         headers::X_FORWARDED_HOST,
         headers::X_PAYGRESS_STATUS,
         headers::X_PAYGRESS_BODY,
+        headers::X_PAYGRESS_PASS,
+        headers::X_PAYGRESS_LEASE,
     ];
     for h in all {
         assert_eq!(h, h.to_ascii_lowercase());
@@ -417,6 +425,8 @@ fn header_names_are_lower_case_and_reserved_ones_are_stripped() {
     assert_eq!(headers::X_PAYMENT_AMOUNT, "x-payment-amount");
     assert_eq!(headers::X_USER_ID, "x-user-id");
     assert_eq!(headers::X_PROVISIONED_POD, "x-provisioned-pod");
+    assert_eq!(headers::X_PAYGRESS_PASS, "x-paygress-pass");
+    assert_eq!(headers::X_PAYGRESS_LEASE, "x-paygress-lease");
     // Every header the verifier grants is one a client may not send.
     for h in headers::GRANT_HEADERS {
         assert!(headers::is_reserved(h), "{h}");

@@ -326,3 +326,46 @@ fn path_parameters_are_a_second_reading() {
     assert!(!path::has_params("/a%3"));
     assert!(!path::has_params("/premium"));
 }
+
+/// A pass opens its own lease tier's paths, and only those: a reading under
+/// any other tier (cheaper or dearer) keeps the path shut.
+#[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+#[cfg_attr(not(target_arch = "wasm32"), test)]
+fn a_pass_opens_its_own_tier_only_under_every_reading() {
+    let c = paygress_core::CompiledConfig::from_json(
+        r#"{"mints":["http://127.0.0.1:3338"],"free_paths":["/free"],
+            "tiers":[{"id":"compute","path_prefix":"/compute","amount":1000,"lease":{"seconds":60}},
+                     {"id":"cheap","path_prefix":"/cheap","amount":1},
+                     {"id":"dear","path_prefix":"/dear","amount":5000}],
+            "pass_keys":[{"id":"k1","secret":"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="}]}"#,
+    )
+    .unwrap();
+    for opens in [
+        "/compute",
+        "/compute/x?y=1",
+        "/free/../compute/x",
+        "/compute/%2e%2e/compute/x",
+        "http://h/compute/x",
+    ] {
+        assert!(c.pass_opens(opens, "compute"), "{opens}");
+    }
+    for shut in [
+        "/cheap/x",
+        "/dear/x",
+        "/other",
+        "/free/x",
+        "/compute/../cheap/x",
+        "/compute/%2e%2e/dear/x",
+        "/cheap/../compute/x",
+        "/computex",
+        // As sent, this is not under /compute: the default price applies.
+        "/COMPUTE/x",
+        "http://h?/compute",
+    ] {
+        assert!(!c.pass_opens(shut, "compute"), "{shut}");
+    }
+    // A pass names a lease tier; a tier without a lease opens nothing.
+    assert!(!c.pass_opens("/cheap/x", "cheap"));
+    assert_eq!(c.tier_by_id("compute").unwrap().lease_seconds, Some(60));
+    assert_eq!(c.pass_keys().len(), 1);
+}
