@@ -148,6 +148,31 @@ pub fn extended(now: u64, expires_at: Option<u64>, bought: u64) -> u64 {
     now.max(expires_at.unwrap_or(0)).saturating_add(bought)
 }
 
+/// A Unix time as RFC 3339 in UTC (`2026-11-30T13:09:13Z`), for the pod
+/// annotation and for people. Times past the year 9999 are shown as its end.
+pub fn rfc3339(secs: u64) -> String {
+    const MAX: u64 = 253_402_300_799; // 9999-12-31T23:59:59Z
+    let secs = secs.min(MAX);
+    let days = secs / 86_400;
+    let rem = secs % 86_400;
+    // Civil from days (H. Hinnant), for days since 1970-01-01.
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -241,6 +266,16 @@ mod tests {
         let e = err(&[key("k 1", Some(SECRET_32), None)]);
         assert!(e.contains("pass_keys[0].id"), "{e}");
         assert!(!format!("{:?}", key("k1", Some(SECRET_32), None)).contains("AAEC"));
+    }
+
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    fn unix_times_read_as_rfc_3339() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(rfc3339(1_796_051_353), "2026-11-30T15:09:13Z");
+        assert_eq!(rfc3339(4_102_444_799), "2099-12-31T23:59:59Z");
+        assert_eq!(rfc3339(u64::MAX), "9999-12-31T23:59:59Z");
     }
 
     #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]

@@ -1,35 +1,48 @@
 //! The filter's decisions, apart from any proxy: plain data in (the plugin
-//! configuration, a request's headers, the verifier's answer), a [`Verdict`]
-//! out. Nothing here calls the host, so all of it is tested natively; the
-//! proxy-wasm glue (`host`) only reads headers, applies verdicts and counts.
+//! configuration, a request's headers, the time, the verifier's answer), a
+//! [`Verdict`] out. Nothing here calls the host, so all of it is tested
+//! natively; the proxy-wasm glue (`host`) only reads headers and the clock,
+//! applies verdicts and counts.
 //!
 //! Per request ([`Plugin::on_request_headers`]):
 //!
-//! 1. client-sent `X-Payment-*`, `X-User-ID` and `X-Provisioned-Pod` are
-//!    removed, on every path;
-//! 2. a free path goes on (without any Cashu token headers);
-//! 3. a paid path without a token is answered 402 with the tier's payment
+//! 1. client-sent `X-Payment-*`, `X-User-ID`, `X-Provisioned-Pod` and
+//!    `X-Paygress-Lease` are removed, on every path;
+//! 2. a free path goes on without any credential: no Cashu token headers
+//!    and no pass carrier (`X-Paygress-Pass`, the `paygress_pass` cookie,
+//!    and, when the config has pass keys, an `Authorization: Bearer p1.…`);
+//! 3. a paid path without a token but with a pass is decided here, with no
+//!    callout: a genuine pass of the path's lease tier goes on with the
+//!    pass's grant headers, an expired pass or one of another tier is
+//!    answered with the tier's 402, any other pass 400 `pass_invalid`;
+//! 4. a paid path with neither is answered 402 with the tier's payment
 //!    request, precomputed at configure time;
-//! 4. a token is decoded and pre-checked (mint, unit, face value against the
+//! 5. a token is decoded and pre-checked (mint, unit, face value against the
 //!    price, no fee): a refusal is answered 400 here, without a callout;
-//! 5. otherwise the verifier is called, and the request waits.
+//! 6. otherwise the verifier is called (with the pass too, if one came, so
+//!    that the payment tops its lease up), and the request waits.
 //!
 //! The verifier's answer ([`Plugin::on_callout_response`]): 2xx grants (its
-//! payment headers go upstream, the token does not), 400/402 and a 503
-//! `mint_unavailable` are relayed, anything else is a callout failure, which
-//! `failure_mode` turns into a 503 `verifier_unavailable` (deny) or lets the
-//! request through unpaid (allow).
+//! payment headers go upstream, the credentials do not; a pass it sold or
+//! extended goes back to the client as `X-Paygress-Pass` and a cookie),
+//! 400/402 and a 503 `mint_unavailable` are relayed, anything else is a
+//! callout failure, which `failure_mode` turns into a 503
+//! `verifier_unavailable` (deny) or lets the request through unpaid (allow).
 
 use core::time::Duration;
 use std::borrow::Cow;
 
+use log::warn;
 use paygress_core::config::ConfigError;
 use paygress_core::extract::{self, FoundToken};
 use paygress_core::headers as h;
+use paygress_core::lease::EnvLookup;
 use paygress_core::outcome::{self, ErrorCode, Rejection};
+use paygress_core::pass::{self, Claims, PassError};
+use paygress_core::pass_carrier;
 use paygress_core::precheck;
-use paygress_core::pricing::Price;
-use paygress_core::{Challenge, CompiledConfig, FailureMode, TokenLimits};
+use paygress_core::pricing::{Price, PriceTier};
+use paygress_core::{Challenge, CompiledConfig, Config, FailureMode, TokenLimits};
 use thiserror::Error;
 
 use crate::metrics::Counter;
@@ -125,16 +138,24 @@ pub struct Callout {
 pub struct Pending {
     /// The price tier's [`index`](paygress_core::pricing::PriceTier).
     pub tier_index: usize,
-    /// The edits that keep the token from the upstream (remove `X-Cashu`, a
-    /// Cashu `Authorization`), applied when the request goes on.
-    pub token_edits: HeaderEdits,
+    /// The edits that keep the credentials from the upstream (remove
+    /// `X-Cashu`, a Cashu `Authorization`, every pass carrier), applied when
+    /// the request goes on.
+    pub credential_edits: HeaderEdits,
+    /// Whether the request came over `https` (a pass cookie is then
+    /// `Secure`).
+    pub secure: bool,
 }
 
 /// What to do with a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
-    /// Let the request go upstream after these edits.
-    Continue(HeaderEdits),
+    /// Let the request go upstream after `edits`, and add `response_headers`
+    /// to the upstream's answer (a pass the verifier handed out).
+    Continue {
+        edits: HeaderEdits,
+        response_headers: Vec<(String, String)>,
+    },
     /// Answer the client from the proxy; nothing goes upstream.
     LocalReply(LocalReply),
     /// Apply `edits` (the reserved headers are stripped at once), call the
@@ -145,6 +166,16 @@ pub enum Decision {
         call: Callout,
         pending: Pending,
     },
+}
+
+impl Decision {
+    /// Let the request go upstream after `edits`, its answer untouched.
+    pub fn forward(edits: HeaderEdits) -> Decision {
+        Decision::Continue {
+            edits,
+            response_headers: Vec::new(),
+        }
+    }
 }
 
 /// A decision and the counters it moves.
@@ -167,10 +198,17 @@ pub struct CalloutResponse<'a> {
 
 impl Plugin {
     /// Parses, validates and compiles a plugin configuration (the schema of
-    /// docs/contract.md, JSON), and precomputes each tier's 402 answer.
+    /// docs/contract.md, JSON), and precomputes each tier's 402 answer. A
+    /// `pass_keys[].secret_env` is read from the VM's environment (Envoy's
+    /// `vm_config.environment_variables`, Istio's `vmConfig.env`).
     pub fn from_json(bytes: &[u8]) -> Result<Plugin, PluginError> {
+        Plugin::from_json_with_env(bytes, &|name| std::env::var(name).ok())
+    }
+
+    /// [`Plugin::from_json`], reading `pass_keys[].secret_env` through `env`.
+    pub fn from_json_with_env(bytes: &[u8], env: EnvLookup<'_>) -> Result<Plugin, PluginError> {
         let text = core::str::from_utf8(bytes).map_err(|_| PluginError::NotUtf8)?;
-        Plugin::new(CompiledConfig::from_json(text)?)
+        Plugin::new(Config::from_json(text)?.compile_with_env(env)?)
     }
 
     /// The plugin for a compiled config.
@@ -191,17 +229,14 @@ impl Plugin {
         (tier_index < self.config.tier_count()).then(|| &self.config.tier(tier_index).challenge)
     }
 
-    /// Decides on a request from its headers (pseudo-headers included).
-    pub fn on_request_headers(&self, headers: &Headers) -> Verdict {
+    /// Decides on a request from its headers (pseudo-headers included) at
+    /// `now` (Unix seconds, for passes).
+    pub fn on_request_headers(&self, headers: &Headers, now: u64) -> Verdict {
         // Reserved headers go first, whatever happens next.
-        let mut edits = HeaderEdits::default();
-        for (name, _) in headers {
-            if is_reserved(name) {
-                edits.remove(name);
-            }
-        }
+        let mut edits = reserved_edits(headers);
         let request = RequestView::new(headers);
-        let token_edits = request.token_edits();
+        let bearer_passes = !self.config.pass_keys().is_empty();
+        let credential_edits = request.credential_edits(bearer_passes);
 
         let path = request.first(":path").unwrap_or(Cow::Borrowed("/"));
         let price = match self.config.try_price(&path) {
@@ -216,21 +251,25 @@ impl Plugin {
         };
         let tier = match price {
             Price::Free => {
-                edits.extend(&token_edits);
+                edits.extend(&credential_edits);
                 return Verdict {
-                    decision: Decision::Continue(edits),
+                    decision: Decision::forward(edits),
                     counters: &[Counter::Free],
                 };
             }
             Price::Paid(tier) => tier,
         };
 
+        let pass = request.find_pass(bearer_passes);
         let x_cashu = request.first(h::X_CASHU);
         let authorization = request.cashu_authorization();
         let Some(found) = extract::find_token(x_cashu.as_deref(), authorization.as_deref()) else {
-            return Verdict {
-                decision: Decision::LocalReply(self.payment_required(tier.index)),
-                counters: &[Counter::Challenged],
+            return match pass {
+                Some(pass) => self.on_pass(&pass, &path, tier, edits, &credential_edits, now),
+                None => Verdict {
+                    decision: Decision::LocalReply(self.payment_required(tier.index)),
+                    counters: &[Counter::Challenged],
+                },
             };
         };
 
@@ -241,13 +280,82 @@ impl Plugin {
             };
         }
 
+        let mut call = self.callout(&request, found.token, &path, tier.amount);
+        if let Some(pass) = pass.filter(|p| forwardable_pass(p)) {
+            call.headers.push((h::X_PAYGRESS_PASS.into(), pass));
+        }
+        Verdict {
+            decision: Decision::Callout {
+                edits,
+                call,
+                pending: Pending {
+                    tier_index: tier.index,
+                    credential_edits,
+                    secure: request.is_https(),
+                },
+            },
+            counters: &[Counter::Callouts],
+        }
+    }
+
+    /// Decides on a paid request that presents a pass and no token: a
+    /// genuine pass of the path's lease tier goes on with its grant headers,
+    /// with no callout.
+    fn on_pass(
+        &self,
+        pass: &str,
+        target: &str,
+        tier: &PriceTier,
+        mut edits: HeaderEdits,
+        credential_edits: &HeaderEdits,
+        now: u64,
+    ) -> Verdict {
+        let challenge = || Decision::LocalReply(self.payment_required(tier.index));
+        match pass::verify(pass, self.config.pass_keys(), now) {
+            Ok(claims) if self.config.pass_opens(target, &claims.tier) => {
+                edits.extend(credential_edits);
+                grant(&mut edits, pass_grant(&claims));
+                Verdict {
+                    decision: Decision::forward(edits),
+                    counters: &[Counter::PassAccepted],
+                }
+            }
+            Ok(_) => Verdict {
+                decision: challenge(),
+                counters: &[Counter::Challenged, Counter::PassRefused],
+            },
+            Err(PassError::Expired(_)) => Verdict {
+                decision: challenge(),
+                counters: &[Counter::Challenged, Counter::PassExpired],
+            },
+            // Without keys every pass is unknown: refused alike.
+            Err(e @ (PassError::Malformed | PassError::UnknownKey | PassError::BadSignature)) => {
+                Verdict {
+                    decision: Decision::LocalReply(rejection_reply(&Rejection::new(
+                        ErrorCode::PassInvalid,
+                        e.to_string(),
+                    ))),
+                    counters: &[Counter::Rejected, Counter::PassRefused],
+                }
+            }
+        }
+    }
+
+    /// The call to the verifier for a token on `target`, priced `amount`.
+    fn callout(
+        &self,
+        request: &RequestView<'_>,
+        token: &str,
+        target: &str,
+        amount: u64,
+    ) -> Callout {
         let verifier = &self.config.verifier;
-        let mut call_headers: Vec<(String, String)> = vec![
+        let mut headers: Vec<(String, String)> = vec![
             (":method".into(), "GET".into()),
             (":path".into(), verifier.path.clone()),
             (":authority".into(), verifier.authority.clone()),
-            (h::X_CASHU.into(), found.token.to_string()),
-            (h::X_FORWARDED_URI.into(), path.into_owned()),
+            (h::X_CASHU.into(), token.to_string()),
+            (h::X_FORWARDED_URI.into(), target.to_string()),
             (
                 h::X_FORWARDED_METHOD.into(),
                 request
@@ -255,41 +363,33 @@ impl Plugin {
                     .map(Cow::into_owned)
                     .unwrap_or_else(|| "GET".into()),
             ),
-            (h::X_REQUIRED_AMOUNT.into(), tier.amount.to_string()),
+            (h::X_REQUIRED_AMOUNT.into(), amount.to_string()),
             (
                 h::X_PAYGRESS_DEADLINE_MS.into(),
                 verifier.timeout_ms.to_string(),
             ),
         ];
         if let Some(host) = request.first(":authority") {
-            call_headers.push((h::X_FORWARDED_HOST.into(), host.into_owned()));
+            headers.push((h::X_FORWARDED_HOST.into(), host.into_owned()));
         }
         if let Some(id) = request.first(X_REQUEST_ID) {
-            call_headers.push((X_REQUEST_ID.into(), id.into_owned()));
+            headers.push((X_REQUEST_ID.into(), id.into_owned()));
         }
-        Verdict {
-            decision: Decision::Callout {
-                edits,
-                call: Callout {
-                    cluster: verifier.cluster.clone(),
-                    headers: call_headers,
-                    timeout: Duration::from_millis(verifier.timeout_ms),
-                },
-                pending: Pending {
-                    tier_index: tier.index,
-                    token_edits,
-                },
-            },
-            counters: &[Counter::Callouts],
+        Callout {
+            cluster: verifier.cluster.clone(),
+            headers,
+            timeout: Duration::from_millis(verifier.timeout_ms),
         }
     }
 
-    /// Decides on the verifier's answer; `None` when there was none (reset,
-    /// timeout, no headers).
+    /// Decides on the verifier's answer at `now` (Unix seconds, for the
+    /// pass it may hand out); `None` when there was none (reset, timeout, no
+    /// headers).
     pub fn on_callout_response(
         &self,
         pending: &Pending,
         response: Option<&CalloutResponse<'_>>,
+        now: u64,
     ) -> Verdict {
         let Some(response) = response else {
             return self.on_callout_failure(pending);
@@ -300,15 +400,18 @@ impl Plugin {
             .and_then(|s| s.trim().parse::<u16>().ok());
         match status {
             Some(200..=299) => {
-                let mut edits = pending.token_edits.clone();
-                for name in h::GRANT_HEADERS {
-                    edits.remove(name);
-                    for value in answer.all(name) {
-                        edits.add.push((name.to_string(), value.to_vec()));
-                    }
-                }
+                let mut edits = pending.credential_edits.clone();
+                grant(
+                    &mut edits,
+                    h::GRANT_HEADERS
+                        .into_iter()
+                        .flat_map(|name| answer.all(name).map(move |v| (name, v.to_vec()))),
+                );
                 Verdict {
-                    decision: Decision::Continue(edits),
+                    decision: Decision::Continue {
+                        edits,
+                        response_headers: self.handed_pass(&answer, pending.secure, now),
+                    },
                     counters: &[Counter::Granted],
                 }
             }
@@ -345,10 +448,47 @@ impl Plugin {
                 counters: &[Counter::CalloutFailures],
             },
             FailureMode::Allow => Verdict {
-                decision: Decision::Continue(pending.token_edits.clone()),
+                decision: Decision::forward(pending.credential_edits.clone()),
                 counters: &[Counter::CalloutFailures, Counter::AllowedOnFailure],
             },
         }
+    }
+
+    /// The client's answer headers for a pass in the verifier's grant (a
+    /// lease bought or extended): `X-Paygress-Pass` and a `Set-Cookie`
+    /// scoped to the tier's paths until the lease ends. Nothing for no pass,
+    /// or for one that does not verify here.
+    fn handed_pass(
+        &self,
+        answer: &RequestView<'_>,
+        secure: bool,
+        now: u64,
+    ) -> Vec<(String, String)> {
+        let Some(pass) = answer.first_utf8(h::X_PAYGRESS_PASS).map(str::trim) else {
+            return Vec::new();
+        };
+        let claims = match pass::verify(pass, self.config.pass_keys(), now) {
+            Ok(claims) => claims,
+            Err(e) => {
+                warn!("the verifier's pass is not handed out: {e}");
+                return Vec::new();
+            }
+        };
+        let Some(tier) = self.config.tier_by_id(&claims.tier) else {
+            warn!(
+                "the verifier's pass names tier {:?}, which is not configured",
+                claims.tier
+            );
+            return Vec::new();
+        };
+        let max_age = claims.expires_at.saturating_sub(now);
+        vec![
+            (h::X_PAYGRESS_PASS.into(), pass.to_string()),
+            (
+                h::SET_COOKIE.into(),
+                pass_carrier::set_cookie(pass, &tier.prefix, max_age, secure),
+            ),
+        ]
     }
 
     /// Decodes and pre-checks a token against the price, without fees.
@@ -417,6 +557,53 @@ impl Plugin {
             body,
         }
     }
+}
+
+/// The edits that remove every client-sent reserved header.
+fn reserved_edits(headers: &Headers) -> HeaderEdits {
+    let mut edits = HeaderEdits::default();
+    for (name, _) in headers {
+        if is_reserved(name) {
+            edits.remove(name);
+        }
+    }
+    edits
+}
+
+/// Replaces every grant header (whatever the client or an earlier edit set)
+/// with `values`.
+fn grant(edits: &mut HeaderEdits, values: impl IntoIterator<Item = (&'static str, Vec<u8>)>) {
+    for name in h::GRANT_HEADERS {
+        edits.remove(name);
+    }
+    edits.add.extend(
+        values
+            .into_iter()
+            .map(|(name, value)| (name.to_string(), value)),
+    );
+}
+
+/// The grant headers of a genuine pass.
+fn pass_grant(claims: &Claims) -> Vec<(&'static str, Vec<u8>)> {
+    let mut values = vec![
+        (h::X_PAYMENT_VERIFIED, b"true".to_vec()),
+        (h::X_USER_ID, claims.payer.as_bytes().to_vec()),
+        (h::X_PAYGRESS_LEASE, claims.lease.as_bytes().to_vec()),
+        (h::X_PAYMENT_TIER, claims.tier.as_bytes().to_vec()),
+    ];
+    if let Some(pod) = &claims.pod {
+        values.push((h::X_PROVISIONED_POD, pod.as_bytes().to_vec()));
+    }
+    values
+}
+
+/// Whether a pass presented with a token goes to the verifier (to be topped
+/// up): pass-shaped, printable ASCII, not too long. Anything else is no pass
+/// of ours and is only kept from the upstream.
+fn forwardable_pass(pass: &str) -> bool {
+    pass.len() <= pass::MAX_PASS_LEN
+        && pass.bytes().all(|b| b.is_ascii_graphic())
+        && pass_carrier::is_pass_shaped(pass)
 }
 
 /// The JSON refusal: status from [`ErrorCode::status`], body from core.
@@ -492,24 +679,95 @@ impl<'a> RequestView<'a> {
             .find(|v| extract::is_cashu_authorization(v))
     }
 
-    /// The edits that keep the token from the upstream: every `X-Cashu`,
-    /// and every `Authorization` that carries a Cashu token (the others are
-    /// put back).
-    fn token_edits(&self) -> HeaderEdits {
+    /// Whether the request came over `https`.
+    fn is_https(&self) -> bool {
+        self.first(":scheme")
+            .is_some_and(|s| s.trim().eq_ignore_ascii_case("https"))
+    }
+
+    /// The pass the request presents (not checked yet): `X-Paygress-Pass`,
+    /// then, when `bearer_passes`, an `Authorization: Bearer p1.…`, then
+    /// the `paygress_pass` cookie.
+    fn find_pass(&self, bearer_passes: bool) -> Option<String> {
+        let header = self.first(h::X_PAYGRESS_PASS);
+        let authorizations: Vec<Cow<'a, str>> = if bearer_passes {
+            self.all(h::AUTHORIZATION)
+                .map(String::from_utf8_lossy)
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let cookies: Vec<Cow<'a, str>> = self.all(h::COOKIE).map(String::from_utf8_lossy).collect();
+        pass_carrier::find_pass(
+            header.as_deref(),
+            authorizations.iter().map(AsRef::as_ref),
+            cookies.iter().map(AsRef::as_ref),
+        )
+        .map(|found| found.pass.to_string())
+    }
+
+    /// The edits that keep every credential from the upstream: every
+    /// `X-Cashu` and `X-Paygress-Pass`, every `Authorization` that carries a
+    /// Cashu token or (when `bearer_passes`) a pass, and the `paygress_pass`
+    /// cookie out of every `Cookie` (the other values and cookies are put
+    /// back).
+    fn credential_edits(&self, bearer_passes: bool) -> HeaderEdits {
         let mut edits = HeaderEdits::default();
-        if self.all(h::X_CASHU).next().is_some() {
-            edits.remove(h::X_CASHU);
-        }
-        let auth: Vec<&[u8]> = self.all(h::AUTHORIZATION).collect();
-        let is_cashu = |v: &&[u8]| extract::is_cashu_authorization(&String::from_utf8_lossy(v));
-        if auth.iter().any(is_cashu) {
-            edits.remove(h::AUTHORIZATION);
-            for v in auth.into_iter().filter(|v| !is_cashu(v)) {
-                edits.add.push((h::AUTHORIZATION.to_string(), v.to_vec()));
+        for name in [h::X_CASHU, h::X_PAYGRESS_PASS] {
+            if self.all(name).next().is_some() {
+                edits.remove(name);
             }
         }
+        self.rewrite(&mut edits, h::AUTHORIZATION, |v| {
+            let is_pass = bearer_passes && pass_carrier::bearer_pass(v).is_some();
+            if is_pass || extract::is_cashu_authorization(v) {
+                Rewrite::Drop
+            } else {
+                Rewrite::Keep
+            }
+        });
+        self.rewrite(
+            &mut edits,
+            h::COOKIE,
+            |v| match pass_carrier::without_pass_cookie(v) {
+                None => Rewrite::Keep,
+                Some(rest) if rest.is_empty() => Rewrite::Drop,
+                Some(rest) => Rewrite::Replace(rest.into_bytes()),
+            },
+        );
         edits
     }
+
+    /// Rewrites every value of a header by `f` (which reads it as text,
+    /// invalid UTF-8 replaced): when any is not kept as it is, the header is
+    /// removed and the kept (raw) and replaced values are added back, in
+    /// their order.
+    fn rewrite(&self, edits: &mut HeaderEdits, name: &'static str, f: impl Fn(&str) -> Rewrite) {
+        let values: Vec<(&[u8], Rewrite)> = self
+            .all(name)
+            .map(|v| (v, f(&String::from_utf8_lossy(v))))
+            .collect();
+        if values.iter().all(|(_, r)| *r == Rewrite::Keep) {
+            return;
+        }
+        edits.remove(name);
+        for (raw, rewrite) in values {
+            let value = match rewrite {
+                Rewrite::Keep => raw.to_vec(),
+                Rewrite::Replace(value) => value,
+                Rewrite::Drop => continue,
+            };
+            edits.add.push((name.to_string(), value));
+        }
+    }
+}
+
+/// What becomes of one header value on the way upstream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Rewrite {
+    Keep,
+    Drop,
+    Replace(Vec<u8>),
 }
 
 // Native only: the property tests' dependencies do not build for wasm32.

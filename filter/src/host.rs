@@ -6,6 +6,7 @@
 //! readers unwrap UTF-8), so no request can make the VM panic from here.
 
 use std::rc::Rc;
+use std::time::UNIX_EPOCH;
 
 use log::{debug, error, info, warn};
 use proxy_wasm::hostcalls;
@@ -92,11 +93,12 @@ impl RootContext for PaygressRoot {
             Ok(plugin) => {
                 let config = plugin.config();
                 info!(
-                    "configured (#{}): {} price tiers, unit {}, {} mints, verifier cluster {:?}, failure_mode {:?}",
+                    "configured (#{}): {} price tiers, unit {}, {} mints, {} pass keys, verifier cluster {:?}, failure_mode {:?}",
                     self.context_id,
                     config.tier_count(),
                     config.unit,
                     config.mints.len(),
+                    config.pass_keys().len(),
                     config.verifier.cluster,
                     config.failure_mode,
                 );
@@ -119,6 +121,7 @@ impl RootContext for PaygressRoot {
             plugin: self.plugin.clone(),
             metrics: self.metrics.clone(),
             pending: None,
+            response_headers: Vec::new(),
         }))
     }
 
@@ -135,6 +138,9 @@ struct PaygressStream {
     metrics: Option<Rc<Metrics>>,
     /// The callout in flight: its token and what the answer needs.
     pending: Option<(u32, Pending)>,
+    /// Headers to add to the upstream's answer (a pass the verifier handed
+    /// out).
+    response_headers: Vec<(String, String)>,
 }
 
 impl PaygressStream {
@@ -148,8 +154,14 @@ impl PaygressStream {
     fn apply(&mut self, plugin: &Plugin, verdict: Verdict) -> Action {
         self.count(&verdict);
         match verdict.decision {
-            Decision::Continue(edits) => match edit_request(&edits) {
-                Ok(()) => Action::Continue,
+            Decision::Continue {
+                edits,
+                response_headers,
+            } => match edit_request(&edits) {
+                Ok(()) => {
+                    self.response_headers = response_headers;
+                    Action::Continue
+                }
                 Err(()) => self.internal_error(),
             },
             Decision::LocalReply(reply) => {
@@ -252,14 +264,18 @@ impl Context for PaygressStream {
             body: &body,
             body_size,
         });
-        let verdict = plugin.on_callout_response(&pending, response.as_ref());
+        let verdict = plugin.on_callout_response(&pending, response.as_ref(), now_unix());
         self.count(&verdict);
         match verdict.decision {
-            Decision::Continue(edits) => {
+            Decision::Continue {
+                edits,
+                response_headers,
+            } => {
                 if edit_request(&edits).is_err() {
                     self.internal_error();
                     return;
                 }
+                self.response_headers = response_headers;
                 if let Err(status) = hostcalls::resume_http_request() {
                     error!(
                         "#{}: cannot resume the request: {status:?}",
@@ -293,8 +309,40 @@ impl HttpContext for PaygressStream {
                 return self.internal_error();
             }
         };
-        let verdict = plugin.on_request_headers(&headers);
+        let verdict = plugin.on_request_headers(&headers, now_unix());
         self.apply(&plugin, verdict)
+    }
+
+    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        for (name, value) in std::mem::take(&mut self.response_headers) {
+            if let Err(status) =
+                hostcalls::add_map_value(MapType::HttpResponseHeaders, &name, &value)
+            {
+                warn!(
+                    "#{}: cannot add {name} to the answer: {status:?}",
+                    self.context_id
+                );
+            }
+        }
+        Action::Continue
+    }
+}
+
+/// The host's clock in Unix seconds; `u64::MAX` when it cannot be read, so
+/// that every pass counts as expired (a 402, never a free pass).
+fn now_unix() -> u64 {
+    match hostcalls::get_current_time() {
+        Ok(time) => match time.duration_since(UNIX_EPOCH) {
+            Ok(since) => since.as_secs(),
+            Err(e) => {
+                error!("the host's clock is before 1970 ({e}); passes count as expired");
+                u64::MAX
+            }
+        },
+        Err(status) => {
+            error!("cannot read the host's clock: {status:?}; passes count as expired");
+            u64::MAX
+        }
     }
 }
 

@@ -1,5 +1,6 @@
-//! Paygress proxy-wasm filter: answers 402 and refuses bad tokens inside the
-//! proxy, and redeems good ones by one HTTP callout to the verifier.
+//! Paygress proxy-wasm filter: answers 402, refuses bad tokens and checks
+//! leases' passes inside the proxy, and redeems good tokens by one HTTP
+//! callout to the verifier.
 //!
 //! * [`decision`] — what to do with a request and with the verifier's answer:
 //!   pure Rust over [`paygress_core`], tested natively.

@@ -26,11 +26,20 @@ pub enum Counter {
     CalloutFailures,
     /// A callout failure let through unpaid (`failure_mode: allow`).
     AllowedOnFailure,
+    /// A genuine pass opened its tier's path: let through, no callout.
+    PassAccepted,
+    /// An expired pass, answered with the tier's 402 (also `Challenged`).
+    PassExpired,
+    /// A pass refused: of another tier than the path's (402, also
+    /// `Challenged`), or not genuine (400 `pass_invalid`, also `Rejected`).
+    PassRefused,
 }
 
 impl Counter {
     /// Every counter, in a fixed order ([`Counter::slot`] indexes it).
-    pub const ALL: [Counter; 8] = [
+    /// New counters go at the end, so that the slots already in use keep
+    /// their place.
+    pub const ALL: [Counter; 11] = [
         Counter::Free,
         Counter::Challenged,
         Counter::Rejected,
@@ -39,6 +48,9 @@ impl Counter {
         Counter::VerifierRefused,
         Counter::CalloutFailures,
         Counter::AllowedOnFailure,
+        Counter::PassAccepted,
+        Counter::PassExpired,
+        Counter::PassRefused,
     ];
 
     /// The metric's name, as Envoy's `/stats/prometheus` prints it.
@@ -52,6 +64,9 @@ impl Counter {
             Counter::VerifierRefused => "paygress_verifier_refused_total",
             Counter::CalloutFailures => "paygress_callout_failures_total",
             Counter::AllowedOnFailure => "paygress_allowed_on_failure_total",
+            Counter::PassAccepted => "paygress_pass_accepted_total",
+            Counter::PassExpired => "paygress_pass_expired_total",
+            Counter::PassRefused => "paygress_pass_refused_total",
         }
     }
 

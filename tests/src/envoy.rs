@@ -47,6 +47,9 @@ pub const CALLOUTS: &str = Counter::Callouts.name();
 pub const GRANTED: &str = Counter::Granted.name();
 pub const VERIFIER_REFUSED: &str = Counter::VerifierRefused.name();
 pub const CALLOUT_FAILURES: &str = Counter::CalloutFailures.name();
+pub const PASS_ACCEPTED: &str = Counter::PassAccepted.name();
+pub const PASS_EXPIRED: &str = Counter::PassExpired.name();
+pub const PASS_REFUSED: &str = Counter::PassRefused.name();
 pub const ALLOWED_ON_FAILURE: &str = Counter::AllowedOnFailure.name();
 
 /// Every counter of the filter.
@@ -193,7 +196,13 @@ impl EnvoyProcess {
             .arg("--log-level")
             .arg("warn")
             .arg("--component-log-level")
-            .arg("wasm:info");
+            .arg("wasm:info")
+            // The filter reads the signing pass key from the VM's
+            // environment (vm_config.environment_variables.host_env_keys).
+            .env(
+                crate::fixture::PASS_KEY_ENV,
+                crate::fixture::PASS_KEY_SECRET,
+            );
         let process = ChildProcess::spawn("envoy-wasm", command);
         Self {
             listen_port,

@@ -12,6 +12,7 @@ use rustix::process::Signal;
 use serde_json::Value;
 use tempfile::TempDir;
 
+use crate::fixture;
 use crate::process::{loopback_http_client, write_file};
 use crate::{free_port, loopback_url, tools, ChildProcess, TestMint};
 
@@ -73,7 +74,8 @@ pub fn run_paygress(args: &[&str], env: &[(&str, &str)]) -> Output {
     command
         .args(args)
         .stdin(Stdio::null())
-        .env_remove("PAYGRESS_MNEMONIC");
+        .env_remove("PAYGRESS_MNEMONIC")
+        .env(fixture::PASS_KEY_ENV, fixture::PASS_KEY_SECRET);
     for (k, v) in env {
         command.env(k, v);
     }
@@ -148,7 +150,8 @@ impl Verifier {
             .env_remove("PAYGRESS_MNEMONIC")
             .env_remove("RUST_LOG")
             .env("PAYGRESS_LOG", "info,paygress=debug")
-            .env("PAYGRESS_MINT_TIMEOUT_MS", MINT_TIMEOUT_MS.to_string());
+            .env("PAYGRESS_MINT_TIMEOUT_MS", MINT_TIMEOUT_MS.to_string())
+            .env(fixture::PASS_KEY_ENV, fixture::PASS_KEY_SECRET);
         for (k, v) in &self.env {
             command.env(k, v);
         }

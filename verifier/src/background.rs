@@ -77,6 +77,13 @@ async fn settle(state: &Verifier, mint: &MintWallet) {
         Ok(n) => state.metrics.set_unclaimed(n),
         Err(e) => tracing::warn!(error = %e, "ledger: cannot count unclaimed redemptions"),
     }
+    if let Err(e) = ledger.prune_leases(LEDGER_RETENTION_SECS) {
+        tracing::warn!(error = %e, "ledger: cannot prune leases");
+    }
+    match ledger.live_leases(crate::verifier::unix_now()) {
+        Ok(n) => state.metrics.set_leases_live(n),
+        Err(e) => tracing::warn!(error = %e, "ledger: cannot count live leases"),
+    }
     let timeout = state.settings.mint_timeout.max(Duration::from_secs(5)) * 4;
     match tokio::time::timeout(timeout, mint.settle()).await {
         Ok(Ok(s)) if s.released > 0 || s.compensated > 0 => {

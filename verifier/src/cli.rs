@@ -7,6 +7,7 @@
 //! paygress wallet melt    [--data-dir DIR] --mint URL --invoice BOLT11
 //! paygress wallet fund    [--data-dir DIR] --mint URL --amount N
 //! paygress token decode TOKEN
+//! paygress lease show PASS [--verifier URL]
 //! paygress pay URL [--data-dir DIR] [--max-amount N] [--unit UNIT] [-H 'Name: value'] [-X METHOD]
 //! ```
 
@@ -42,6 +43,11 @@ pub enum Command {
     Token {
         #[command(subcommand)]
         command: TokenCommand,
+    },
+    /// Leases: what a pass says.
+    Lease {
+        #[command(subcommand)]
+        command: LeaseCommand,
     },
     /// Requests URL; on 402 pays the Cashu payment request from the wallet and retries once.
     Pay(PayArgs),
@@ -137,6 +143,21 @@ pub enum TokenCommand {
     },
 }
 
+#[derive(Debug, Subcommand)]
+pub enum LeaseCommand {
+    /// Prints what a lease's pass says as JSON: lease, tier, payer, pod, key
+    /// id, expiry, time left. Offline the pass is only decoded (its signature
+    /// not checked); with --verifier it is checked by the verifier's GET /lease.
+    Show {
+        /// The pass (p1.…, from X-Paygress-Pass or the paygress_pass cookie); `-` reads it from stdin.
+        pass: String,
+        /// The verifier's address (`http://host:port`): asks its GET /lease,
+        /// which checks the signature and knows the latest expiry.
+        #[arg(long)]
+        verifier: Option<String>,
+    },
+}
+
 // `paygress pay`: what to request and how much it may spend. (No doc
 // comment: it would replace the command's `about`.)
 #[derive(Debug, Args)]
@@ -158,8 +179,9 @@ pub struct PayArgs {
 #[derive(Debug, Clone, Args)]
 pub struct PayOptions {
     /// Extra request headers, `Name: value`. The credentials among them
-    /// (Authorization, Proxy-Authorization, Cookie, X-Cashu, any value holding
-    /// a Cashu token) are dropped when a redirect leads to another origin.
+    /// (Authorization, Proxy-Authorization, Cookie, X-Cashu, X-Paygress-Pass,
+    /// any value holding a Cashu token or a pass) are dropped when a redirect
+    /// leads to another origin.
     #[arg(long = "header", short = 'H')]
     pub headers: Vec<String>,
     /// The most one payment may take from the wallet, in --unit, the mint's
@@ -191,4 +213,12 @@ origin (scheme, host, port) drops the credential headers. The token goes only
 to the origin that answered 402: the paid request is sent to the URL that
 answered 402, follows redirects within that origin only, and stops at a
 redirect to another origin, which is printed and not followed (exit 1; the
-token is printed on stderr in case the server did not redeem it).";
+token is printed on stderr in case the server did not redeem it).
+
+Leases: a pass an answer hands over (X-Paygress-Pass, or the paygress_pass
+cookie) is kept in <data dir>/passes.json (mode 0600) for its origin and its
+cookie Path (else the URL's first segment, `/compute` for `/compute/x`), and
+sent in X-Paygress-Pass to URLs of that origin under that path until it
+expires. A request carrying a pass that gets 402 is paid as above, the token
+sent together with the pass, which tops the lease up. A pass given with -H
+'X-Paygress-Pass: …' is used instead of a kept one.";

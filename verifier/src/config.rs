@@ -14,6 +14,7 @@
 //! | `PAYGRESS_UNIT` | `unit` |
 //! | `PAYGRESS_FREE_PATHS` | `free_paths`, comma-separated |
 //! | `PAYGRESS_TIERS` | `tiers`, as a JSON array |
+//! | `PAYGRESS_PASS_KEYS` | `pass_keys`, as a JSON array (a key's `secret_env` names another variable) |
 //! | `ENABLE_POD_PROVISIONING` | pods are provisioned (`true`/`false`) |
 //! | `POD_NAMESPACE` | the namespace of provisioned pods |
 //! | `PAYGRESS_MINT_TIMEOUT_MS` | the longest a redemption waits for the mint |
@@ -126,7 +127,7 @@ pub fn load(path: Option<&Path>, env: &dyn EnvSource) -> Result<Settings, Settin
         None => Map::new(),
     };
     apply_overrides(&mut doc, env)?;
-    let config = Config::from_value(Value::Object(doc))?.compile()?;
+    let config = Config::from_value(Value::Object(doc))?.compile_with_env(&|name| env.var(name))?;
     Ok(Settings {
         config,
         pods: PodSettings {
@@ -212,6 +213,19 @@ fn apply_overrides(doc: &mut Map<String, Value>, env: &dyn EnvSource) -> Result<
             reason: format!("must be a JSON array of tiers: {e}"),
         })?;
         doc.insert("tiers".into(), value);
+    }
+    if let Some(keys) = env.var("PAYGRESS_PASS_KEYS") {
+        // Never echo this one: it may hold secrets.
+        let value: Value = serde_json::from_str(&keys).map_err(|e| SettingsError::Env {
+            var: "PAYGRESS_PASS_KEYS",
+            value: format!("<{} characters>", keys.len()),
+            reason: format!(
+                "must be a JSON array of {{\"id\", \"secret\" or \"secret_env\"}}: line {} column {}",
+                e.line(),
+                e.column()
+            ),
+        })?;
+        doc.insert("pass_keys".into(), value);
     }
     Ok(())
 }

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use paygress_core::pass::Claims;
 use paygress_core::pricing::Price;
 use paygress_core::CompiledConfig;
 
@@ -18,6 +19,12 @@ pub struct AuthRequest {
     /// The token, if one was sent. A token header that cannot be read is an
     /// error, answered only when the path is paid.
     pub token: Result<Option<String>, AuthError>,
+    /// A lease's pass, if one was presented (`X-Paygress-Pass`, `Bearer`,
+    /// or the `paygress_pass` cookie).
+    pub pass: Option<String>,
+    /// Whether the client came over HTTPS (`X-Forwarded-Proto`): the pass
+    /// cookie is then `Secure`.
+    pub secure: bool,
     /// A caller's `X-Required-Amount`: raises the price, never lowers it.
     pub required_amount: Option<u64>,
     /// How long the caller waits for the answer.
@@ -40,10 +47,18 @@ pub struct OriginalRequest {
     pub others: Vec<String>,
 }
 
+impl OriginalRequest {
+    /// Every target its sources name: the first, then the others.
+    pub fn targets(&self) -> impl Iterator<Item = &String> {
+        std::iter::once(&self.target).chain(self.others.iter())
+    }
+}
+
 /// What `/auth` answers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
-    /// Let through: a free path, or a paid one whose token was redeemed.
+    /// Let through: a free path, a paid one whose token was redeemed, or a
+    /// lease tier's path with a valid pass.
     Allow(Grant),
     /// No token on a paid path.
     PaymentRequired {
@@ -57,10 +72,29 @@ pub enum Decision {
 }
 
 /// A request let through.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Grant {
-    /// `None` for a free path; the payment otherwise.
+    /// The payment redeemed for it, if any.
     pub payment: Option<Payment>,
+    /// The lease it went through on (a pass), or bought or extended.
+    pub lease: Option<LeaseGrant>,
+}
+
+/// A request let through on a lease.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseGrant {
+    /// The lease as it now stands.
+    pub claims: Claims,
+    /// A new pass, when this request bought or extended the lease, with its
+    /// `Set-Cookie` value.
+    pub issued: Option<IssuedPass>,
+}
+
+/// A pass handed to the client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IssuedPass {
+    pub pass: String,
+    pub set_cookie: String,
 }
 
 /// A redeemed payment.
@@ -85,7 +119,7 @@ pub fn price_of<'c>(
     original: &OriginalRequest,
 ) -> Result<Price<'c>, AuthError> {
     let mut best = Price::Free;
-    for target in std::iter::once(&original.target).chain(original.others.iter()) {
+    for target in original.targets() {
         let price = config
             .try_price(target)
             .map_err(|e| AuthError::MalformedRequest(e.to_string()))?;

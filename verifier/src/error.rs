@@ -24,6 +24,9 @@ pub enum AuthError {
     /// A token header could not be read (not ASCII, repeated, ...).
     #[error("malformed token header: {0}")]
     MalformedHeader(String),
+    /// A pass that is forged, altered, under an unknown key or unreadable.
+    #[error("invalid pass: {0}")]
+    PassInvalid(String),
     /// The mint (or this verifier, a moment ago) already swapped the proofs.
     #[error("token already spent")]
     AlreadySpent,
@@ -76,6 +79,7 @@ impl AuthError {
             AuthError::Precheck(r) => r.code,
             AuthError::MalformedHeader(_) => ErrorCode::MalformedToken,
             AuthError::MalformedRequest(_) => ErrorCode::MalformedRequest,
+            AuthError::PassInvalid(_) => ErrorCode::PassInvalid,
             AuthError::AlreadySpent => ErrorCode::TokenAlreadySpent,
             AuthError::TokenInvalid(_) => ErrorCode::TokenInvalid,
             AuthError::ReceivedLess { .. } => ErrorCode::InsufficientAmount,
@@ -99,6 +103,7 @@ impl AuthError {
             AuthError::Precheck(r) => r.message.clone(),
             AuthError::MalformedHeader(m) => m.clone(),
             AuthError::MalformedRequest(m) => m.clone(),
+            AuthError::PassInvalid(m) => m.clone(),
             AuthError::AlreadySpent => "token already spent".into(),
             AuthError::TokenInvalid(m) => format!("token refused by the mint: {m}"),
             AuthError::ReceivedLess {

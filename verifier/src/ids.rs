@@ -20,6 +20,14 @@ pub fn user_id(token: &Token) -> String {
     hex::encode(d.get(..8).unwrap_or_default())
 }
 
+/// The id of the lease a token buys when it buys a new one: 16 hex digits,
+/// the same for the same proofs, so that a retried payment names the same
+/// lease (and, with pods, the same pod).
+pub fn lease_id(token: &Token) -> String {
+    let d = digest(b"paygress/lease-id/v1", token);
+    hex::encode(d.get(..8).unwrap_or_default())
+}
+
 /// A short id to name a token in logs (12 hex digits).
 pub fn log_id(token: &Token) -> String {
     let d = digest(b"paygress/log-id/v1", token);

@@ -6,7 +6,9 @@
 //! `X-Original-Method` (NGINX), and `X-Forwarded-Uri` / `-Method` / `-Host`
 //! (Traefik, the filter's callout); every source present is priced. The
 //! token from `X-Cashu`, `Authorization: Cashu` or `Authorization: Bearer`
-//! (paygress-core's `extract`); `X-Required-Amount`; the deadline from
+//! (paygress-core's `extract`); a lease's pass from `X-Paygress-Pass`,
+//! `Authorization: Bearer p1.…` or the `paygress_pass` cookie
+//! (paygress-core's `pass_carrier`); `X-Required-Amount`; the deadline from
 //! `X-Paygress-Deadline-Ms`.
 //!
 //! **Answering**: statuses come from paygress-core only
@@ -19,8 +21,15 @@
 //!   the real status in `X-Paygress-Status` and the JSON body in
 //!   `X-Paygress-Body` (non-ASCII escaped as `\uXXXX`), with `X-Cashu` kept;
 //!   an `error_page` location turns it back into the real 402 or 400.
-//! * **Envoy ext_authz**: a grant names the token headers in
-//!   `x-envoy-auth-headers-to-remove`, so the token never goes upstream.
+//! * **Envoy ext_authz**: a grant names the token and pass headers in
+//!   `x-envoy-auth-headers-to-remove`, so neither goes upstream.
+//! * **Every proxy**: a grant to a request that sent cookies answers with
+//!   `Cookie`: its cookies without the pass's, for the proxy to put on the
+//!   upstream request in place of the client's (ext_authz
+//!   `allowed_upstream_headers`, Traefik `authResponseHeaders`, NGINX
+//!   `auth_request_set`). A grant that sold or extended a lease carries
+//!   `X-Paygress-Pass` and `Set-Cookie`, for the proxy to hand to the
+//!   client.
 
 use std::time::Duration;
 
@@ -30,7 +39,7 @@ use axum::response::Response;
 use paygress_core::extract::{self, FoundToken};
 use paygress_core::headers as h;
 use paygress_core::outcome::payment_required_body;
-use paygress_core::{CompiledConfig, TokenLimits};
+use paygress_core::{pass_carrier, CompiledConfig, TokenLimits};
 
 use crate::decision::{AuthRequest, Decision, Grant, OriginalRequest};
 use crate::error::AuthError;
@@ -49,9 +58,34 @@ pub fn read_request(
     Ok(AuthRequest {
         original: original_request(method, uri, headers)?,
         token: find_token(headers),
+        pass: find_pass(headers)?,
+        secure: headers
+            .get("x-forwarded-proto")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("https")),
         required_amount: required_amount(headers),
         deadline: deadline_of(headers, default_deadline),
     })
+}
+
+/// The longest pass header read, in bytes.
+const MAX_PASS_HEADER_LEN: usize = 8 * 1024;
+
+/// Finds a lease's pass: `X-Paygress-Pass`, a `Bearer` pass, or the cookie.
+pub fn find_pass(headers: &HeaderMap) -> Result<Option<String>, AuthError> {
+    let header = header_str(headers, h::X_PAYGRESS_PASS, MAX_PASS_HEADER_LEN)
+        .map_err(|e| AuthError::PassInvalid(e.client_message()))?;
+    let text = |name: &'static str| {
+        headers
+            .get_all(name)
+            .iter()
+            .filter(|v| v.len() <= MAX_PASS_HEADER_LEN)
+            .filter_map(|v| v.to_str().ok())
+    };
+    Ok(
+        pass_carrier::find_pass(header, text(h::AUTHORIZATION), text(h::COOKIE))
+            .map(|found| found.pass.to_string()),
+    )
 }
 
 /// Reads the original request from the `/auth` request.
@@ -203,7 +237,7 @@ pub fn decision_response(decision: &Decision, config: &CompiledConfig) -> Respon
                 }
                 None => json_response(
                     StatusCode::PAYMENT_REQUIRED,
-                    payment_required_body(*amount, &config.unit, &config.mints, None),
+                    payment_required_body(*amount, &config.unit, &config.mints, None, None),
                 ),
             }
         }
@@ -223,14 +257,28 @@ pub fn decision_response(decision: &Decision, config: &CompiledConfig) -> Respon
 fn grant_response(grant: &Grant) -> Response {
     let mut r = Response::new(Body::empty());
     *r.status_mut() = StatusCode::OK;
+    let headers = r.headers_mut();
     if let Some(p) = &grant.payment {
-        let headers = r.headers_mut();
         insert(headers, h::X_PAYMENT_VERIFIED, "true");
         insert(headers, h::X_PAYMENT_AMOUNT, &p.amount.to_string());
         if let Some(tier) = &p.tier {
             insert(headers, h::X_PAYMENT_TIER, tier);
         }
         insert(headers, h::X_USER_ID, &p.user_id);
+    }
+    if let Some(lease) = &grant.lease {
+        let c = &lease.claims;
+        insert(headers, h::X_PAYMENT_VERIFIED, "true");
+        insert(headers, h::X_PAYMENT_TIER, &c.tier);
+        insert(headers, h::X_USER_ID, &c.payer);
+        insert(headers, h::X_PAYGRESS_LEASE, &c.lease);
+        if let Some(pod) = &c.pod {
+            insert(headers, h::X_PROVISIONED_POD, pod);
+        }
+        if let Some(issued) = &lease.issued {
+            insert(headers, h::X_PAYGRESS_PASS, &issued.pass);
+            insert(headers, h::SET_COOKIE, &issued.set_cookie);
+        }
     }
     r
 }
@@ -294,7 +342,7 @@ pub fn decision_body(decision: &Decision, config: &CompiledConfig) -> String {
         Decision::PaymentRequired { amount, tier_index } => {
             match config.challenge_for(config.tier(*tier_index), *amount) {
                 Some(challenge) => challenge.body.clone(),
-                None => payment_required_body(*amount, &config.unit, &config.mints, None),
+                None => payment_required_body(*amount, &config.unit, &config.mints, None, None),
             }
         }
         Decision::Refuse(err) => err.body(),
@@ -326,22 +374,56 @@ pub const X_ENVOY_AUTH_HEADERS_TO_REMOVE: &str = "x-envoy-auth-headers-to-remove
 /// `Authorization`) in `x-envoy-auth-headers-to-remove`, so that Envoy and
 /// Istio ext_authz keep the token from the upstream without any route
 /// configuration. Other proxies ignore the header.
-pub fn ask_envoy_to_remove_token(response: &mut HeaderMap, request: &HeaderMap) {
-    let mut names: Vec<&str> = Vec::with_capacity(2);
-    if request.contains_key(h::X_CASHU) {
-        names.push(h::X_CASHU);
+pub fn keep_credentials_from_upstream(response: &mut HeaderMap, request: &HeaderMap) {
+    let mut names: Vec<&str> = Vec::with_capacity(4);
+    for name in [h::X_CASHU, h::X_PAYGRESS_PASS] {
+        if request.contains_key(name) {
+            names.push(name);
+        }
     }
-    let cashu_auth = request
+    let credential_auth = request
         .get_all(header::AUTHORIZATION)
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .any(paygress_core::extract::is_cashu_authorization);
-    if cashu_auth {
+        .any(|v| {
+            paygress_core::extract::is_cashu_authorization(v)
+                || pass_carrier::bearer_pass(v).is_some()
+        });
+    if credential_auth {
         names.push(h::AUTHORIZATION);
+    }
+    if upstream_cookie(response, request) == Some(false) {
+        names.push(h::COOKIE);
     }
     if !names.is_empty() {
         insert(response, X_ENVOY_AUTH_HEADERS_TO_REMOVE, &names.join(","));
     }
+}
+
+/// Puts on a grant the request's cookies without the pass cookie, as
+/// `Cookie`, for the proxy to send upstream instead of the client's:
+/// `Some(true)` when there are cookies to send, `Some(false)` when only the
+/// pass was there (the proxy must drop the header), `None` when the request
+/// had no cookies.
+fn upstream_cookie(response: &mut HeaderMap, request: &HeaderMap) -> Option<bool> {
+    let values: Vec<&str> = request
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    if values.is_empty() {
+        return None;
+    }
+    let kept: Vec<String> = values
+        .iter()
+        .map(|v| pass_carrier::without_pass_cookie(v).unwrap_or_else(|| v.trim().to_string()))
+        .filter(|v| !v.is_empty())
+        .collect();
+    if kept.is_empty() {
+        return Some(false);
+    }
+    insert(response, h::COOKIE, &kept.join("; "));
+    Some(true)
 }
 
 /// The `/auth` response for a decision, in NGINX mode when asked.
@@ -370,6 +452,58 @@ mod tests {
             );
         }
         map
+    }
+
+    #[test]
+    fn a_pass_is_read_from_each_carrier_and_kept_from_the_upstream() {
+        let pass = "p1.k1.e30.c2ln";
+        for (pairs, want) in [
+            (vec![("x-paygress-pass", pass)], Some(pass)),
+            (vec![("authorization", "Bearer p1.k1.e30.c2ln")], Some(pass)),
+            (
+                vec![
+                    ("cookie", "a=1"),
+                    ("cookie", "paygress_pass=p1.k1.e30.c2ln; b=2"),
+                ],
+                Some(pass),
+            ),
+            (vec![("authorization", "Bearer eyJ.a.b")], None),
+            (vec![], None),
+        ] {
+            let request = headers(&pairs);
+            assert_eq!(find_pass(&request).unwrap().as_deref(), want, "{pairs:?}");
+        }
+        // Two X-Paygress-Pass headers: refused as a bad pass, not ignored.
+        let two = headers(&[("x-paygress-pass", pass), ("x-paygress-pass", pass)]);
+        assert_eq!(
+            find_pass(&two).unwrap_err().code(),
+            paygress_core::ErrorCode::PassInvalid
+        );
+
+        // On a grant: every carrier named for Envoy to remove, and the
+        // cookies without the pass's handed back for the upstream.
+        let request = headers(&[
+            ("x-paygress-pass", pass),
+            ("authorization", "Bearer p1.k1.e30.c2ln"),
+            ("cookie", "a=1; paygress_pass=x"),
+            ("cookie", "b=2"),
+        ]);
+        let mut response = HeaderMap::new();
+        keep_credentials_from_upstream(&mut response, &request);
+        assert_eq!(
+            response[X_ENVOY_AUTH_HEADERS_TO_REMOVE],
+            "x-paygress-pass,authorization"
+        );
+        assert_eq!(response[h::COOKIE], "a=1; b=2");
+        // Only the pass cookie: the header is to be dropped.
+        let mut response = HeaderMap::new();
+        keep_credentials_from_upstream(&mut response, &headers(&[("cookie", "paygress_pass=x")]));
+        assert_eq!(response[X_ENVOY_AUTH_HEADERS_TO_REMOVE], "cookie");
+        assert!(response.get(h::COOKIE).is_none());
+        // No credentials, no cookies: nothing to say.
+        let mut response = HeaderMap::new();
+        keep_credentials_from_upstream(&mut response, &headers(&[("authorization", "Basic x")]));
+        assert!(response.is_empty());
     }
 
     #[test]
@@ -520,7 +654,7 @@ mod tests {
         assert_eq!(v["code"], "token_invalid");
         assert!(v["error"].as_str().unwrap().contains("ünïcode"));
 
-        let ok = Decision::Allow(Grant { payment: None });
+        let ok = Decision::Allow(Grant::default());
         assert_eq!(respond(&ok, &c, true).status(), StatusCode::OK);
     }
 
@@ -533,7 +667,7 @@ mod tests {
             HeaderValue::from_static("Bearer cashuAabc"),
         );
         let mut out = HeaderMap::new();
-        ask_envoy_to_remove_token(&mut out, &req);
+        keep_credentials_from_upstream(&mut out, &req);
         assert_eq!(out[X_ENVOY_AUTH_HEADERS_TO_REMOVE], "x-cashu,authorization");
 
         // An application's own bearer token is not ours to remove.
@@ -543,7 +677,7 @@ mod tests {
             HeaderValue::from_static("Bearer eyJhbGciOi.x.y"),
         );
         let mut out = HeaderMap::new();
-        ask_envoy_to_remove_token(&mut out, &req);
+        keep_credentials_from_upstream(&mut out, &req);
         assert!(out.get(X_ENVOY_AUTH_HEADERS_TO_REMOVE).is_none());
     }
 

@@ -17,11 +17,17 @@
 //! `swapping` row found later is settled with the mint before anything else
 //! (see `crate::redeem`). Exactly one claim moves a row from `credited` to
 //! `granted`: one grant per token.
+//!
+//! The same file keeps the leases (`leases`: id, tier, payer, expiry, pod).
+//! A payment on a lease tier is claimed and adds its time to the lease in
+//! one transaction ([`Ledger::claim_lease`]), so that a token buys time
+//! exactly once and top-ups racing each other add up.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use rusqlite::{params, Connection, OptionalExtension};
+use paygress_core::lease;
+use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use thiserror::Error;
 
 /// The ledger's file name in the data dir.
@@ -72,6 +78,15 @@ impl Ledger {
                  state      TEXT NOT NULL,
                  received   INTEGER NOT NULL DEFAULT 0,
                  mint       TEXT NOT NULL,
+                 updated_at INTEGER NOT NULL
+             );
+             CREATE TABLE IF NOT EXISTS leases (
+                 id         TEXT PRIMARY KEY,
+                 tier       TEXT NOT NULL,
+                 payer      TEXT NOT NULL,
+                 expires_at INTEGER NOT NULL,
+                 pod        TEXT,
+                 created_at INTEGER NOT NULL,
                  updated_at INTEGER NOT NULL
              );",
         )?;
@@ -148,22 +163,83 @@ impl Ledger {
     fn settle_credit(&self, key: &[u8; 32], state: &str) -> Result<Option<u64>, LedgerError> {
         self.with(|c| {
             let tx = c.unchecked_transaction()?;
-            let received: Option<i64> = tx
-                .query_row(
-                    "SELECT received FROM redemptions WHERE token_key = ?1 AND state = 'credited'",
-                    params![key.as_slice()],
-                    |r| r.get(0),
-                )
-                .optional()?;
-            if received.is_some() {
-                tx.execute(
-                    "UPDATE redemptions SET state = ?2, updated_at = ?3 WHERE token_key = ?1",
-                    params![key.as_slice(), state, now()],
-                )?;
-            }
+            let received = settle_in(&tx, key, state)?;
             tx.commit()?;
-            Ok(received.and_then(|r| u64::try_from(r).ok()))
+            Ok(received)
         })
+    }
+
+    /// Claims a credited token for a lease and adds the time it bought, in
+    /// one transaction: `None` when the token was not (or no longer)
+    /// credited (nothing changes), else what was received and the lease as
+    /// it now stands. The new expiry is `max(now, the known expiry, the
+    /// recorded expiry) + paid × seconds ÷ amount`.
+    pub fn claim_lease(
+        &self,
+        key: &[u8; 32],
+        purchase: &LeasePurchase,
+    ) -> Result<Option<(u64, LeaseRecord)>, LedgerError> {
+        self.with(|c| {
+            let tx = c.unchecked_transaction()?;
+            let Some(received) = settle_in(&tx, key, "granted")? else {
+                return Ok(None);
+            };
+            let recorded = lease_in(&tx, &purchase.id)?;
+            let known = purchase
+                .known_expiry
+                .max(recorded.as_ref().map_or(0, |r| r.expires_at));
+            let bought = lease::bought_seconds(received, purchase.seconds, purchase.amount);
+            let expires_at = lease::extended(purchase.now, Some(known), bought);
+            let record = LeaseRecord {
+                id: purchase.id.clone(),
+                tier: recorded
+                    .as_ref()
+                    .map_or_else(|| purchase.tier.clone(), |r| r.tier.clone()),
+                payer: recorded
+                    .as_ref()
+                    .map_or_else(|| purchase.payer.clone(), |r| r.payer.clone()),
+                expires_at,
+                pod: recorded.and_then(|r| r.pod),
+            };
+            tx.execute(
+                "INSERT INTO leases (id, tier, payer, expires_at, pod, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)
+                 ON CONFLICT(id) DO UPDATE SET expires_at = ?4, updated_at = ?6",
+                params![
+                    record.id,
+                    record.tier,
+                    record.payer,
+                    to_sql(expires_at),
+                    record.pod,
+                    now()
+                ],
+            )?;
+            tx.commit()?;
+            Ok(Some((received, record)))
+        })
+    }
+
+    /// A lease as recorded here, if it is.
+    pub fn lease(&self, id: &str) -> Result<Option<LeaseRecord>, LedgerError> {
+        self.with(|c| lease_in(c, id))
+    }
+
+    /// Forgets leases that ended more than `age_secs` ago; returns how many.
+    pub fn prune_leases(&self, age_secs: u64) -> Result<usize, LedgerError> {
+        let cutoff = now().saturating_sub(i64::try_from(age_secs).unwrap_or(i64::MAX));
+        self.with(|c| c.execute("DELETE FROM leases WHERE expires_at < ?1", params![cutoff]))
+    }
+
+    /// How many leases have not ended at `now` (for metrics).
+    pub fn live_leases(&self, now: u64) -> Result<u64, LedgerError> {
+        let n: i64 = self.with(|c| {
+            c.query_row(
+                "SELECT COUNT(*) FROM leases WHERE expires_at > ?1",
+                params![to_sql(now)],
+                |r| r.get(0),
+            )
+        })?;
+        Ok(u64::try_from(n).unwrap_or(0))
     }
 
     /// Claims a credited token for one request: exactly one claim succeeds.
@@ -213,6 +289,74 @@ impl Ledger {
         })?;
         Ok(u64::try_from(n).unwrap_or(0))
     }
+}
+
+/// A payment on a lease tier, about to be claimed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeasePurchase {
+    /// The lease: a new one (named after the token) or the one a pass names.
+    pub id: String,
+    pub tier: String,
+    /// The payer of a new lease (a top-up keeps the lease's).
+    pub payer: String,
+    /// The tier's terms: `amount` buys `seconds`.
+    pub seconds: u64,
+    pub amount: u64,
+    /// The expiry the client's pass shows (0 for a new lease).
+    pub known_expiry: u64,
+    /// Now, in Unix seconds.
+    pub now: u64,
+}
+
+/// A lease as recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseRecord {
+    pub id: String,
+    pub tier: String,
+    pub payer: String,
+    /// Unix seconds.
+    pub expires_at: u64,
+    pub pod: Option<String>,
+}
+
+/// Moves a credited token to `state` within a transaction.
+fn settle_in(tx: &Transaction<'_>, key: &[u8; 32], state: &str) -> rusqlite::Result<Option<u64>> {
+    let received: Option<i64> = tx
+        .query_row(
+            "SELECT received FROM redemptions WHERE token_key = ?1 AND state = 'credited'",
+            params![key.as_slice()],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if received.is_some() {
+        tx.execute(
+            "UPDATE redemptions SET state = ?2, updated_at = ?3 WHERE token_key = ?1",
+            params![key.as_slice(), state, now()],
+        )?;
+    }
+    Ok(received.and_then(|r| u64::try_from(r).ok()))
+}
+
+fn lease_in(c: &Connection, id: &str) -> rusqlite::Result<Option<LeaseRecord>> {
+    c.query_row(
+        "SELECT id, tier, payer, expires_at, pod FROM leases WHERE id = ?1",
+        params![id],
+        |r| {
+            Ok(LeaseRecord {
+                id: r.get(0)?,
+                tier: r.get(1)?,
+                payer: r.get(2)?,
+                expires_at: u64::try_from(r.get::<_, i64>(3)?).unwrap_or(0),
+                pod: r.get(4)?,
+            })
+        },
+    )
+    .optional()
+}
+
+/// A Unix time as SQLite's INTEGER (times past `i64::MAX` are clamped).
+fn to_sql(secs: u64) -> i64 {
+    i64::try_from(secs).unwrap_or(i64::MAX)
 }
 
 fn now() -> i64 {
@@ -280,6 +424,88 @@ mod tests {
         );
         assert_eq!(l.get(&swapping).unwrap(), Some(Entry::Swapping));
         assert_eq!(l.unclaimed().unwrap(), 1);
+    }
+
+    fn credited(l: &Ledger, byte: u8, received: u64) -> [u8; 32] {
+        let key = [byte; 32];
+        l.begin(&key, "http://m").unwrap();
+        l.credit(&key, "http://m", received).unwrap();
+        key
+    }
+
+    fn purchase(id: &str, known_expiry: u64, now: u64) -> LeasePurchase {
+        LeasePurchase {
+            id: id.into(),
+            tier: "compute".into(),
+            payer: "payer-of-this-token".into(),
+            seconds: 3600,
+            amount: 1000,
+            known_expiry,
+            now,
+        }
+    }
+
+    #[test]
+    fn a_payment_buys_time_once_and_top_ups_add_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let l = Ledger::open(dir.path()).unwrap();
+        let now = 1_000_000;
+        // A new lease: 1500 paid at 1000 per hour is 90 minutes.
+        let first = credited(&l, 1, 1500);
+        let (received, lease) = l
+            .claim_lease(&first, &purchase("L", 0, now))
+            .unwrap()
+            .unwrap();
+        assert_eq!(received, 1500);
+        assert_eq!(lease.expires_at, now + 5400);
+        assert_eq!(lease.payer, "payer-of-this-token");
+        // The same token cannot buy time twice.
+        assert_eq!(l.claim_lease(&first, &purchase("L", 0, now)).unwrap(), None);
+        // Two top-ups from the same (now old) pass: both add their time.
+        let (a, b) = (credited(&l, 2, 1000), credited(&l, 3, 1000));
+        let shown = now + 5400;
+        let after_a = l
+            .claim_lease(&a, &purchase("L", shown, now + 10))
+            .unwrap()
+            .unwrap()
+            .1;
+        let after_b = l
+            .claim_lease(&b, &purchase("L", shown, now + 20))
+            .unwrap()
+            .unwrap()
+            .1;
+        assert_eq!(after_a.expires_at, now + 5400 + 3600);
+        assert_eq!(after_b.expires_at, now + 5400 + 7200);
+        // A top-up keeps the lease's payer, not the new token's.
+        assert_eq!(after_b.payer, "payer-of-this-token");
+        assert_eq!(l.lease("L").unwrap(), Some(after_b.clone()));
+        // After the lease ended, time starts from now, not from the expiry.
+        let late = credited(&l, 4, 1000);
+        let later = now + 100_000;
+        let renewed = l
+            .claim_lease(&late, &purchase("L", 0, later))
+            .unwrap()
+            .unwrap()
+            .1;
+        assert_eq!(renewed.expires_at, later + 3600);
+        // A pass showing a later expiry than the record (another replica
+        // sold it) is not cut short.
+        let other = credited(&l, 5, 1000);
+        let far = later + 50_000;
+        let kept = l
+            .claim_lease(&other, &purchase("M", far, later))
+            .unwrap()
+            .unwrap()
+            .1;
+        assert_eq!(kept.expires_at, far + 3600);
+        assert_eq!(l.live_leases(later).unwrap(), 2);
+        assert_eq!(l.live_leases(far + 3600).unwrap(), 0);
+        // A token that was never credited buys nothing.
+        assert_eq!(
+            l.claim_lease(&[9; 32], &purchase("N", 0, now)).unwrap(),
+            None
+        );
+        assert_eq!(l.lease("N").unwrap(), None);
     }
 
     #[test]

@@ -16,13 +16,14 @@
 //! * [`background`] — per-mint readiness, settlement and keyset refresh;
 //! * [`redeem`] — the swap, once per token, within the request's deadline;
 //! * [`ledger`] — what became of each token (swapping, credited, granted),
-//!   on disk, so that a timeout or a crash loses no payment;
+//!   on disk, so that a timeout or a crash loses no payment; and the leases;
+//! * [`lease_status`] — `GET /lease`: where the lease of a pass stands;
 //! * [`files`] — the data dir's permissions (0700, files 0600);
 //! * [`mint`] — what the redeemer needs of a mint's wallet, as a trait;
 //! * [`error`] — the one refusal type, mapped to core's codes;
 //! * [`metrics`] — Prometheus text;
 //! * [`server`] — the axum routes and the graceful shutdown;
-//! * [`commands`] — `wallet`, `token decode`, `pay`;
+//! * [`commands`] — `wallet`, `token decode`, `lease show`, `pay`;
 //! * [`ids`] — fingerprints of tokens (lock keys, payer ids, log ids).
 
 pub mod background;
@@ -34,6 +35,7 @@ pub mod error;
 pub mod files;
 pub mod ids;
 pub mod ingress;
+pub mod lease_status;
 pub mod ledger;
 pub mod metrics;
 pub mod mint;

@@ -5,8 +5,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use paygress_verifier::cli::{Cli, Command, TokenCommand, WalletCommand};
-use paygress_verifier::commands::{pay, token_cmd, wallet_cmd};
+use paygress_verifier::cli::{Cli, Command, LeaseCommand, TokenCommand, WalletCommand};
+use paygress_verifier::commands::{lease_cmd, pay, token_cmd, wallet_cmd};
 use paygress_verifier::{config, seed, server};
 use tracing_subscriber::EnvFilter;
 
@@ -117,17 +117,20 @@ async fn run(cli: Cli) -> ExitCode {
         Command::Token {
             command: TokenCommand::Decode { token },
         } => {
-            let token = if token == "-" {
-                let mut text = String::new();
-                if let Err(e) = std::io::stdin().read_to_string(&mut text) {
-                    eprintln!("paygress: cannot read the token from stdin: {e}");
-                    return ExitCode::FAILURE;
-                }
-                text
-            } else {
-                token
+            let token = match arg_or_stdin(token, "token") {
+                Ok(t) => t,
+                Err(code) => return code,
             };
             print_result(token_cmd::decode_any(&token).map_err(anyhow::Error::from))
+        }
+        Command::Lease {
+            command: LeaseCommand::Show { pass, verifier },
+        } => {
+            let pass = match arg_or_stdin(pass, "pass") {
+                Ok(p) => p,
+                Err(code) => return code,
+            };
+            print_result(lease_cmd::show(&pass, verifier.as_deref()).await)
         }
         Command::Pay(args) => {
             match pay::pay(&args.url, &args.dir.data_dir, &args.method, &args.options).await {
@@ -144,6 +147,21 @@ async fn run(cli: Cli) -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+        }
+    }
+}
+
+/// The argument, or stdin when it is `-`.
+fn arg_or_stdin(value: String, what: &str) -> Result<String, ExitCode> {
+    if value != "-" {
+        return Ok(value);
+    }
+    let mut text = String::new();
+    match std::io::stdin().read_to_string(&mut text) {
+        Ok(_) => Ok(text),
+        Err(e) => {
+            eprintln!("paygress: cannot read the {what} from stdin: {e}");
+            Err(ExitCode::FAILURE)
         }
     }
 }

@@ -12,6 +12,11 @@
 //! * `paygress_redemptions_unclaimed` — tokens swapped into the wallet whose
 //!   client was never told (a timeout, a crash), as of the last settlement
 //!   pass: each is granted when presented again;
+//! * `paygress_passes_total{result}` — passes presented without a token:
+//!   `accepted`, `expired`, or `refused` (not genuine, or not for the path);
+//! * `paygress_leases_total{kind}` — leases `sold` and `extended`;
+//! * `paygress_leases_live` — leases not yet ended, as of the last
+//!   settlement pass;
 //! * `paygress_redemptions_in_flight`, `paygress_mint_ready{mint}`.
 
 use std::collections::BTreeMap;
@@ -41,6 +46,9 @@ struct Inner {
     latency: Histogram,
     refunds: u64,
     unclaimed: u64,
+    passes: BTreeMap<&'static str, u64>,
+    leases: BTreeMap<&'static str, u64>,
+    leases_live: u64,
 }
 
 /// The verifier's metrics. Cheap to update from many tasks.
@@ -63,6 +71,21 @@ impl Metrics {
     /// Counts one `/auth` answer.
     pub fn payment(&self, outcome: &str) {
         self.with(|i| *i.payments.entry(outcome.to_string()).or_default() += 1);
+    }
+
+    /// Counts one pass presented without a token, by result.
+    pub fn pass(&self, result: &'static str) {
+        self.with(|i| *i.passes.entry(result).or_default() += 1);
+    }
+
+    /// Counts one lease sold or extended.
+    pub fn lease(&self, kind: &'static str) {
+        self.with(|i| *i.leases.entry(kind).or_default() += 1);
+    }
+
+    /// Records how many leases have not ended.
+    pub fn set_leases_live(&self, n: u64) {
+        self.with(|i| i.leases_live = n);
     }
 
     /// Adds an amount received.
@@ -234,6 +257,31 @@ impl Metrics {
                 "Tokens swapped whose client was never told; granted when presented again.",
             );
             let _ = writeln!(out, "paygress_redemptions_unclaimed {}", i.unclaimed);
+            header(
+                &mut out,
+                "paygress_passes_total",
+                "counter",
+                "Passes presented without a token, by result (accepted, expired, refused).",
+            );
+            for (result, n) in &i.passes {
+                let _ = writeln!(out, "paygress_passes_total{{result=\"{result}\"}} {n}");
+            }
+            header(
+                &mut out,
+                "paygress_leases_total",
+                "counter",
+                "Leases sold and extended.",
+            );
+            for (kind, n) in &i.leases {
+                let _ = writeln!(out, "paygress_leases_total{{kind=\"{kind}\"}} {n}");
+            }
+            header(
+                &mut out,
+                "paygress_leases_live",
+                "gauge",
+                "Leases not yet ended, as of the last settlement pass.",
+            );
+            let _ = writeln!(out, "paygress_leases_live {}", i.leases_live);
             out
         })
     }

@@ -32,7 +32,7 @@ use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard, OwnedSemaphorePermit, Se
 
 use crate::error::{classify_receive_error, AuthError};
 use crate::ids;
-use crate::ledger::{Entry, Ledger};
+use crate::ledger::{Entry, LeasePurchase, LeaseRecord, Ledger};
 use crate::metrics::Metrics;
 use crate::mint::MintOps;
 
@@ -328,6 +328,19 @@ impl Redeemer {
             Some(received) => Ok(received),
             None => Err(AuthError::AlreadySpent),
         }
+    }
+
+    /// Claims the credit of a redeemed token for a lease, adding the time
+    /// it bought in the same transaction: for exactly one caller.
+    pub fn claim_lease(
+        &self,
+        token: &Token,
+        purchase: &LeasePurchase,
+    ) -> Result<(u64, LeaseRecord), AuthError> {
+        self.ledger
+            .claim_lease(&ids::token_key(token), purchase)
+            .map_err(store_error)?
+            .ok_or(AuthError::AlreadySpent)
     }
 
     /// Gives a redeemed token's value back as a refund token (it was worth

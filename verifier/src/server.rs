@@ -1,4 +1,4 @@
-//! `paygress serve`: the axum routes (`/auth`, `/auth/*`, `/healthz`,
+//! `paygress serve`: the axum routes (`/auth`, `/auth/*`, `/lease`, `/healthz`,
 //! `/readyz`, `/metrics`) over an `Arc<Verifier>`, and a graceful shutdown.
 //!
 //! On SIGTERM (or SIGINT) the verifier stops accepting connections and
@@ -22,6 +22,7 @@ use crate::background;
 use crate::config::{self, Settings};
 use crate::decision::{Decision, Grant};
 use crate::ingress;
+use crate::lease_status;
 use crate::verifier::{OpenError, Verifier};
 
 /// Why `serve` stopped with an error.
@@ -44,6 +45,7 @@ pub fn router(state: Arc<Verifier>) -> Router {
         .route("/auth", any(auth_handler))
         .route("/auth/", any(auth_handler))
         .route("/auth/{*rest}", any(auth_handler))
+        .route("/lease", get(lease))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -65,12 +67,16 @@ async fn auth_handler(
         };
     let outcome = match &decision {
         Decision::Allow(g) if g.payment.is_some() => "paid",
+        Decision::Allow(g) if g.lease.is_some() => "pass",
         Decision::Allow(_) => "free",
         Decision::PaymentRequired { .. } => "payment_required",
         Decision::Refuse(e) => e.code().as_str(),
     };
     state.metrics.payment(outcome);
-    if let Decision::Allow(Grant { payment: Some(p) }) = &decision {
+    if let Decision::Allow(Grant {
+        payment: Some(p), ..
+    }) = &decision
+    {
         state.metrics.received(
             p.tier.as_deref().unwrap_or("default"),
             &p.mint,
@@ -102,9 +108,26 @@ async fn auth_handler(
     }
     let mut response = ingress::respond(&decision, &state.settings.config, nginx);
     if matches!(decision, Decision::Allow(_)) {
-        ingress::ask_envoy_to_remove_token(response.headers_mut(), &headers);
+        ingress::keep_credentials_from_upstream(response.headers_mut(), &headers);
     }
     response
+}
+
+async fn lease(State(state): State<Arc<Verifier>>, headers: HeaderMap) -> Response {
+    let now = crate::verifier::unix_now();
+    let found = ingress::find_pass(&headers);
+    let answer = found.and_then(|p| lease_status::lease_status(&state, p.as_deref(), now));
+    match answer {
+        Ok((status, fresh)) => {
+            let mut r = axum::Json(status).into_response();
+            if let Some(v) = fresh.and_then(|p| HeaderValue::from_str(&p).ok()) {
+                r.headers_mut()
+                    .insert(paygress_core::headers::X_PAYGRESS_PASS, v);
+            }
+            r
+        }
+        Err(e) => ingress::decision_response(&Decision::Refuse(e), &state.settings.config),
+    }
 }
 
 async fn healthz() -> &'static str {

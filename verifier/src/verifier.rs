@@ -18,16 +18,17 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
+use paygress_core::pass::{self, Claims, PassError};
 use paygress_core::pricing::Price;
-use paygress_core::{precheck, TokenLimits};
+use paygress_core::{pass_carrier, precheck, Token, TokenLimits};
 use thiserror::Error;
 use tokio_util::task::TaskTracker;
 
 use crate::config::Settings;
-use crate::decision::{price_of, AuthRequest, Decision, Grant, Payment};
+use crate::decision::{price_of, AuthRequest, Decision, Grant, IssuedPass, LeaseGrant, Payment};
 use crate::error::AuthError;
 use crate::ids;
-use crate::ledger::{Ledger, LedgerError};
+use crate::ledger::{LeasePurchase, LeaseRecord, Ledger, LedgerError};
 use crate::metrics::Metrics;
 use crate::redeem::Redeemer;
 use crate::seed;
@@ -118,8 +119,14 @@ impl Verifier {
         Ok(Arc::new(Verifier::new(settings, wallets, ledger)))
     }
 
-    /// Decides an `/auth` request.
+    /// Decides an `/auth` request now.
     pub async fn decide(self: &Arc<Self>, request: &AuthRequest) -> Decision {
+        self.decide_at(request, unix_now()).await
+    }
+
+    /// Decides an `/auth` request at `now` (Unix seconds: passes expire by
+    /// it, leases are extended from it).
+    pub async fn decide_at(self: &Arc<Self>, request: &AuthRequest, now: u64) -> Decision {
         let config = &self.settings.config;
         let own = match price_of(config, &request.original) {
             Ok(Price::Paid(tier)) => Some(tier),
@@ -134,36 +141,136 @@ impl Verifier {
             _ => (own_amount, own.and_then(|t| t.id.clone())),
         };
         if price == 0 {
-            return Decision::Allow(Grant { payment: None });
+            return Decision::Allow(Grant::default());
         }
         let tier_index = own.map_or(0, |t| t.index);
+        // A lease is sold (and a pass accepted) at the tier's own price only.
+        let lease_tier = own.filter(|t| t.lease_seconds.is_some() && price == t.amount);
+        let pass = request
+            .pass
+            .as_deref()
+            .map(|p| pass::verify(p, config.pass_keys(), now));
         let raw = match &request.token {
             Ok(Some(raw)) => raw,
             Ok(None) => {
-                return Decision::PaymentRequired {
-                    amount: price,
-                    tier_index,
-                }
+                return self.on_pass(request, pass, lease_tier.is_some(), price, tier_index);
             }
             Err(e) => return Decision::Refuse(e.clone()),
         };
+        let lease = lease_tier.and_then(|t| {
+            // A genuine pass of this tier, valid or expired, is topped up;
+            // any other pass beside a token is set aside: the token buys a
+            // new lease.
+            let existing = match pass {
+                Some(Ok(claims) | Err(PassError::Expired(claims)))
+                    if Some(claims.tier.as_str()) == t.id.as_deref() =>
+                {
+                    Some(claims)
+                }
+                _ => None,
+            };
+            Some(LeaseBasis {
+                tier: t.id.clone()?,
+                prefix: t.prefix.clone(),
+                seconds: t.lease_seconds?,
+                amount: t.amount,
+                existing,
+                now,
+                secure: request.secure,
+            })
+        });
         let deadline = Instant::now() + request.deadline;
-        match self.pay(raw, price, tier, deadline).await {
-            Ok(payment) => Decision::Allow(Grant {
-                payment: Some(payment),
-            }),
+        match self.pay(raw, price, tier, deadline, lease).await {
+            Ok(grant) => Decision::Allow(grant),
             Err(e) => Decision::Refuse(e),
         }
     }
 
+    /// Decides on a paid path with no token: a valid pass of the path's
+    /// lease tier lets it through; any other answer is a 402, or a 400 for
+    /// a pass that is not genuine.
+    fn on_pass(
+        &self,
+        request: &AuthRequest,
+        pass: Option<Result<Claims, PassError>>,
+        lease_tier: bool,
+        amount: u64,
+        tier_index: usize,
+    ) -> Decision {
+        let required = Decision::PaymentRequired { amount, tier_index };
+        let Some(checked) = pass else {
+            return required;
+        };
+        let config = &self.settings.config;
+        match checked {
+            Ok(claims)
+                if lease_tier
+                    && request
+                        .original
+                        .targets()
+                        .all(|t| config.pass_opens(t, &claims.tier)) =>
+            {
+                self.metrics.pass("accepted");
+                Decision::Allow(Grant {
+                    payment: None,
+                    lease: Some(LeaseGrant {
+                        claims,
+                        issued: None,
+                    }),
+                })
+            }
+            Ok(_) => {
+                self.metrics.pass("refused");
+                required
+            }
+            Err(PassError::Expired(_)) => {
+                self.metrics.pass("expired");
+                required
+            }
+            Err(e) => {
+                self.metrics.pass("refused");
+                Decision::Refuse(AuthError::PassInvalid(e.to_string()))
+            }
+        }
+    }
+
+    /// Signs a pass for a lease as it now stands.
+    fn issue(&self, record: &LeaseRecord, basis: &LeaseBasis) -> Result<LeaseGrant, AuthError> {
+        let key = self
+            .settings
+            .config
+            .pass_keys()
+            .first()
+            .ok_or_else(|| AuthError::Internal("no pass key configured".into()))?;
+        let claims = Claims {
+            lease: record.id.clone(),
+            tier: record.tier.clone(),
+            expires_at: record.expires_at,
+            payer: record.payer.clone(),
+            pod: record.pod.clone(),
+        };
+        let issued = pass::sign(&claims, key);
+        let max_age = record.expires_at.saturating_sub(basis.now);
+        Ok(LeaseGrant {
+            issued: Some(IssuedPass {
+                set_cookie: pass_carrier::set_cookie(&issued, &basis.prefix, max_age, basis.secure),
+                pass: issued,
+            }),
+            claims,
+        })
+    }
+
     /// Checks and redeems a token for `price`, within `deadline`.
+    /// On a lease tier, `lease` says what the payment buys; the grant then
+    /// carries the lease and its new pass.
     async fn pay(
         self: &Arc<Self>,
         raw: &str,
         price: u64,
         tier: Option<String>,
         deadline: Instant,
-    ) -> Result<Payment, AuthError> {
+        lease: Option<LeaseBasis>,
+    ) -> Result<Grant, AuthError> {
         let config = &self.settings.config;
         let token = precheck::decode(raw, &TokenLimits::default()).map_err(AuthError::Precheck)?;
         // Mint, unit and face value first: no network for a token that cannot pay.
@@ -221,12 +328,42 @@ impl Verifier {
                 .refund(mint.as_ref(), &token, received, price)
                 .await);
         }
-        let received = self.redeemer.claim(&token)?;
-        Ok(Payment {
-            amount: received,
-            tier,
-            user_id,
-            mint: mint_url,
+        let Some(basis) = lease else {
+            let received = self.redeemer.claim(&token)?;
+            return Ok(Grant {
+                payment: Some(Payment {
+                    amount: received,
+                    tier,
+                    user_id,
+                    mint: mint_url,
+                }),
+                lease: None,
+            });
+        };
+        let purchase = basis.purchase(&token, user_id);
+        let (received, record) = self.redeemer.claim_lease(&token, &purchase)?;
+        self.metrics.lease(if basis.existing.is_some() {
+            "extended"
+        } else {
+            "sold"
+        });
+        tracing::info!(
+            lease = %record.id,
+            tier = %record.tier,
+            received,
+            expires_at = record.expires_at,
+            "lease {}",
+            if basis.existing.is_some() { "extended" } else { "sold" }
+        );
+        let lease = self.issue(&record, &basis)?;
+        Ok(Grant {
+            payment: Some(Payment {
+                amount: received,
+                tier,
+                user_id: record.payer,
+                mint: mint_url,
+            }),
+            lease: Some(lease),
         })
     }
 
@@ -276,27 +413,80 @@ impl Verifier {
     }
 }
 
+/// What a payment on a lease tier buys, known before the token is redeemed.
+#[derive(Debug, Clone)]
+struct LeaseBasis {
+    tier: String,
+    /// The tier's path prefix: the pass cookie's `Path`.
+    prefix: String,
+    seconds: u64,
+    amount: u64,
+    /// The lease a genuine pass of this tier names (a top-up).
+    existing: Option<Claims>,
+    now: u64,
+    secure: bool,
+}
+
+impl LeaseBasis {
+    /// The purchase: the pass's lease for a top-up, else a new lease named
+    /// after the token (so that a retried payment names the same lease).
+    fn purchase(&self, token: &Token, payer: String) -> LeasePurchase {
+        let (id, payer, known_expiry) = match &self.existing {
+            Some(c) => (c.lease.clone(), c.payer.clone(), c.expires_at),
+            None => (ids::lease_id(token), payer, 0),
+        };
+        LeasePurchase {
+            id,
+            tier: self.tier.clone(),
+            payer,
+            seconds: self.seconds,
+            amount: self.amount,
+            known_expiry,
+            now: self.now,
+        }
+    }
+}
+
+/// Now, in Unix seconds.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
 
     use super::*;
     use crate::decision::OriginalRequest;
+    use paygress_core::pass::PassKey;
     use paygress_core::ErrorCode;
 
     const MINT: &str = "http://127.0.0.1:9";
 
+    const KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+
     /// A verifier over a fresh store whose mint is never contacted: every
     /// decision below is made before any network.
     async fn verifier(dir: &Path) -> Arc<Verifier> {
-        let env = |name: &str| match name {
+        let env = |name: &str| {
+            match name {
             "PAYGRESS_MINTS" => Some(MINT.to_string()),
             "PAYGRESS_FREE_PATHS" => Some("/free".to_string()),
-            "PAYGRESS_TIERS" => {
-                Some(r#"[{"id":"premium","path_prefix":"/premium","amount":64}]"#.to_string())
+            "PAYGRESS_TIERS" => Some(
+                r#"[{"id":"premium","path_prefix":"/premium","amount":64},
+                    {"id":"compute","path_prefix":"/compute","amount":1000,"lease":{"seconds":3600}},
+                    {"id":"gpu","path_prefix":"/gpu","amount":1000,"lease":{"seconds":60}}]"#
+                    .to_string(),
+            ),
+            "PAYGRESS_PASS_KEYS" => {
+                Some(r#"[{"id":"new","secret_env":"KEY_NEW"},{"id":"old","secret":"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="}]"#.to_string())
             }
+            "KEY_NEW" => Some(KEY.replace("AAEC", "BBEC")),
             "DEFAULT_PAYMENT_AMOUNT" => Some("10".to_string()),
             _ => None,
+        }
         };
         let settings = crate::config::load(None, &env).unwrap();
         let wallets = Wallets::open(dir, &settings.config.mints, "sat", [1; 64])
@@ -316,9 +506,118 @@ mod tests {
                 others: vec![],
             },
             token: Ok(token.map(str::to_string)),
+            pass: None,
+            secure: false,
             required_amount: required,
             deadline: Duration::from_secs(2),
         }
+    }
+
+    fn with_pass(target: &str, pass: &str) -> AuthRequest {
+        AuthRequest {
+            pass: Some(pass.to_string()),
+            ..request(target, None, None)
+        }
+    }
+
+    fn claims(tier: &str, expires_at: u64) -> Claims {
+        Claims {
+            lease: "0123456789abcdef".into(),
+            tier: tier.into(),
+            expires_at,
+            payer: "payer".into(),
+            pod: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_pass_opens_its_lease_tier_until_it_expires_with_no_mint() {
+        let dir = tempfile::tempdir().unwrap();
+        let v = verifier(dir.path()).await;
+        let keys = v.settings.config.pass_keys().to_vec();
+        let (now, until) = (1_000_000, 1_003_600);
+        let pass = pass::sign(&claims("compute", until), &keys[0]);
+        let by_old_key = pass::sign(&claims("compute", until), &keys[1]);
+
+        for p in [&pass, &by_old_key] {
+            match v.decide_at(&with_pass("/compute/job", p), now).await {
+                Decision::Allow(Grant {
+                    payment: None,
+                    lease: Some(lease),
+                }) => {
+                    assert_eq!(lease.claims, claims("compute", until));
+                    assert_eq!(lease.issued, None);
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        // At the expiry and after: a 402 for the tier's price.
+        for at in [until, until + 1] {
+            assert!(matches!(
+                v.decide_at(&with_pass("/compute/job", &pass), at).await,
+                Decision::PaymentRequired { amount: 1000, .. }
+            ));
+        }
+        // Another tier's path, or a spelling that leaves the tier: a 402.
+        for target in [
+            "/gpu/x",
+            "/premium/x",
+            "/compute/../premium/x",
+            "/COMPUTE/x",
+        ] {
+            assert!(
+                matches!(
+                    v.decide_at(&with_pass(target, &pass), now).await,
+                    Decision::PaymentRequired { .. }
+                ),
+                "{target}"
+            );
+        }
+        // A caller that raised the price is not answered by a pass.
+        let mut raised = with_pass("/compute/job", &pass);
+        raised.required_amount = Some(5000);
+        assert!(matches!(
+            v.decide_at(&raised, now).await,
+            Decision::PaymentRequired { amount: 5000, .. }
+        ));
+        // Free paths need no pass; a bad one there is not even read.
+        assert_eq!(
+            v.decide_at(&with_pass("/free/x", "garbage"), now).await,
+            Decision::Allow(Grant::default())
+        );
+
+        // Forged, truncated, re-signed, under a retired key: 400 pass_invalid.
+        let parts: Vec<&str> = pass.split('.').collect();
+        // The claims of a longer lease, under the signature of the real one.
+        let longer_pass = pass::sign(&claims("compute", u64::MAX), &keys[0]);
+        let longer = longer_pass.split('.').nth(2).unwrap();
+        let retired = PassKey::new("older", &[9; 32]).unwrap();
+        let rogue = PassKey::new("new", &[9; 32]).unwrap();
+        for bad in [
+            format!("{}.{}.{longer}.{}", parts[0], parts[1], parts[3]),
+            pass[..pass.len() - 3].to_string(),
+            pass::sign(&claims("compute", until), &rogue),
+            pass::sign(&claims("compute", until), &retired),
+            String::new(),
+        ] {
+            match v.decide_at(&with_pass("/compute/job", &bad), now).await {
+                Decision::Refuse(e) => assert_eq!(e.code(), ErrorCode::PassInvalid, "{bad}"),
+                other => panic!("{bad}: {other:?}"),
+            }
+        }
+        let metrics = v.metrics.render();
+        assert!(
+            metrics.contains("paygress_passes_total{result=\"accepted\"} 2"),
+            "{metrics}"
+        );
+        assert!(
+            metrics.contains("paygress_passes_total{result=\"expired\"} 2"),
+            "{metrics}"
+        );
+        assert!(
+            metrics.contains("paygress_passes_total{result=\"refused\"} 10"),
+            "{metrics}"
+        );
     }
 
     #[tokio::test]
@@ -329,10 +628,7 @@ mod tests {
         // Free, whatever the token header says.
         let mut free = request("/free/x", None, None);
         free.token = Err(AuthError::MalformedHeader("two X-Cashu".into()));
-        assert_eq!(
-            v.decide(&free).await,
-            Decision::Allow(Grant { payment: None })
-        );
+        assert_eq!(v.decide(&free).await, Decision::Allow(Grant::default()));
 
         // Paid, no token: the tier's 402; a caller may raise the price only.
         match v.decide(&request("/PREMIUM/../free", None, Some(5))).await {

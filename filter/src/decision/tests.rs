@@ -7,6 +7,8 @@ use super::*;
 use paygress_core::test_util::{token_a, token_b};
 
 const MINT: &str = "http://127.0.0.1:3338";
+/// The time of every request, in Unix seconds.
+const NOW: u64 = 1_700_000_000;
 
 fn config_json() -> Value {
     json!({
@@ -22,6 +24,21 @@ fn config_json() -> Value {
                       "timeout_ms": 1500 },
         "failure_mode": "deny"
     })
+}
+
+/// [`config_json`] with a lease tier (`compute`, index 3) and two pass keys
+/// (`k1` signs, `old` still verifies).
+fn lease_config_json() -> Value {
+    let mut c = config_json();
+    c["tiers"].as_array_mut().unwrap().push(json!({
+        "id": "compute", "path_prefix": "/compute", "amount": 1000,
+        "lease": { "seconds": 3600 }
+    }));
+    c["pass_keys"] = json!([
+        { "id": "k1", "secret": "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=" },
+        { "id": "old", "secret": "ICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8=" }
+    ]);
+    c
 }
 
 fn plugin_with(config: &Value) -> Plugin {
@@ -72,7 +89,7 @@ fn local_reply(v: &Verdict) -> &LocalReply {
 
 fn continued(v: &Verdict) -> &HeaderEdits {
     match &v.decision {
-        Decision::Continue(e) => e,
+        Decision::Continue { edits, .. } => edits,
         other => panic!("expected continue, got {other:?}"),
     }
 }
@@ -169,21 +186,24 @@ fn every_tier_has_its_402_precomputed_by_index() {
 #[test]
 fn free_paths_go_on_without_reserved_or_token_headers() {
     let p = plugin();
-    let v = p.on_request_headers(&request(
-        "/free/x?y=1",
-        &[
-            ("x-payment-verified", "true"),
-            ("X-Payment-Amount", "1000000"),
-            ("x-user-id", "someone-else"),
-            ("x-provisioned-pod", "pod-1"),
-            ("X_Payment_Verified", "true"),
-            ("x_user_id", "u"),
-            ("x_forwarded_for", "kept"),
-            ("x-cashu", "cashuBxyz"),
-            ("authorization", "Bearer eyJ.jwt.sig"),
-            ("accept", "*/*"),
-        ],
-    ));
+    let v = p.on_request_headers(
+        &request(
+            "/free/x?y=1",
+            &[
+                ("x-payment-verified", "true"),
+                ("X-Payment-Amount", "1000000"),
+                ("x-user-id", "someone-else"),
+                ("x-provisioned-pod", "pod-1"),
+                ("X_Payment_Verified", "true"),
+                ("x_user_id", "u"),
+                ("x_forwarded_for", "kept"),
+                ("x-cashu", "cashuBxyz"),
+                ("authorization", "Bearer eyJ.jwt.sig"),
+                ("accept", "*/*"),
+            ],
+        ),
+        NOW,
+    );
     assert_eq!(v.counters, &[Counter::Free]);
     let edits = continued(&v);
     for name in [
@@ -203,7 +223,7 @@ fn free_paths_go_on_without_reserved_or_token_headers() {
     assert!(!edits.remove.iter().any(|n| n == "x_forwarded_for"));
     assert!(edits.add.is_empty());
 
-    let v = p.on_request_headers(&request("/healthz", &[]));
+    let v = p.on_request_headers(&request("/healthz", &[]), NOW);
     assert_eq!(continued(&v), &HeaderEdits::default());
 }
 
@@ -225,7 +245,7 @@ fn paid_paths_without_a_token_get_their_tiers_402() {
         ("/Premium-Plus", 5000, Some("premium-plus")),
         ("/FREE", 1000, None),
     ] {
-        let v = p.on_request_headers(&request(path, &[("x-payment-verified", "true")]));
+        let v = p.on_request_headers(&request(path, &[("x-payment-verified", "true")]), NOW);
         assert_eq!(v.counters, &[Counter::Challenged], "{path}");
         let r = local_reply(&v);
         assert_eq!(r.status, 402, "{path}");
@@ -241,14 +261,17 @@ fn paid_paths_without_a_token_get_their_tiers_402() {
         assert_eq!(body["tier"].as_str(), tier, "{path}");
     }
     // An application's own bearer token is not a payment.
-    let v = p.on_request_headers(&request("/premium", &[("authorization", "Bearer eyJ.x.y")]));
+    let v = p.on_request_headers(
+        &request("/premium", &[("authorization", "Bearer eyJ.x.y")]),
+        NOW,
+    );
     assert_eq!(local_reply(&v).status, 402);
 }
 
 #[test]
 fn a_target_whose_authority_hides_the_path_is_refused() {
     let p = plugin();
-    let v = p.on_request_headers(&request("http://x?/premium-plus/r", &[]));
+    let v = p.on_request_headers(&request("http://x?/premium-plus/r", &[]), NOW);
     assert_eq!(v.counters, &[Counter::Rejected]);
     let r = local_reply(&v);
     assert_eq!(r.status, 400);
@@ -274,7 +297,7 @@ fn tokens_that_cannot_pay_are_refused_in_the_proxy() {
             "mint_not_accepted",
         ),
     ] {
-        let v = p.on_request_headers(&request("/premium", &[("x-cashu", &token)]));
+        let v = p.on_request_headers(&request("/premium", &[("x-cashu", &token)]), NOW);
         assert_eq!(v.counters, &[Counter::Rejected], "{code}");
         let r = local_reply(&v);
         assert_eq!(r.status, 400, "{code}");
@@ -286,7 +309,7 @@ fn tokens_that_cannot_pay_are_refused_in_the_proxy() {
     // The same token through Authorization.
     let short = token_a(MINT, "sat", &[1000]);
     for auth in [format!("Bearer {short}"), format!("Cashu {short}")] {
-        let v = p.on_request_headers(&request("/premium", &[("authorization", &auth)]));
+        let v = p.on_request_headers(&request("/premium", &[("authorization", &auth)]), NOW);
         assert_eq!(body_json(local_reply(&v))["code"], "insufficient_amount");
     }
 }
@@ -295,14 +318,17 @@ fn tokens_that_cannot_pay_are_refused_in_the_proxy() {
 fn a_token_that_may_pay_is_sent_to_the_verifier() {
     let p = plugin();
     let token = token_a("HTTP://127.0.0.1:3338/", "sat", &[2048]);
-    let v = p.on_request_headers(&request(
-        "/premium/data?x=1",
-        &[
-            ("x-cashu", &format!("  {token} ")),
-            ("x-payment-verified", "true"),
-            ("x-request-id", "req-1"),
-        ],
-    ));
+    let v = p.on_request_headers(
+        &request(
+            "/premium/data?x=1",
+            &[
+                ("x-cashu", &format!("  {token} ")),
+                ("x-payment-verified", "true"),
+                ("x-request-id", "req-1"),
+            ],
+        ),
+        NOW,
+    );
     assert_eq!(v.counters, &[Counter::Callouts]);
     let (edits, call, pending) = callout(&v);
     assert_eq!(edits.remove, vec!["x-payment-verified".to_string()]);
@@ -320,28 +346,31 @@ fn a_token_that_may_pay_is_sent_to_the_verifier() {
     assert_eq!(header(hd, "x-required-amount"), Some("2000"));
     assert_eq!(header(hd, "x-request-id"), Some("req-1"));
     assert_eq!(pending.tier_index, 2);
-    assert_eq!(pending.token_edits.remove, vec!["x-cashu".to_string()]);
+    assert_eq!(pending.credential_edits.remove, vec!["x-cashu".to_string()]);
 
     // Bearer and Cashu schemes, V4 tokens, the `cashu:` prefix.
     let b = token_b(MINT, "sat", 5000);
     for auth in [format!("Bearer {b}"), format!("cashu cashu:{b}")] {
-        let v = p.on_request_headers(&request(
-            "/premium-plus",
-            &[
-                ("authorization", "Bearer eyJ.app.jwt"),
-                ("authorization", &auth),
-            ],
-        ));
+        let v = p.on_request_headers(
+            &request(
+                "/premium-plus",
+                &[
+                    ("authorization", "Bearer eyJ.app.jwt"),
+                    ("authorization", &auth),
+                ],
+            ),
+            NOW,
+        );
         let (_, call, pending) = callout(&v);
         assert!(header(&call.headers, "x-cashu").unwrap().ends_with(&b));
         assert_eq!(header(&call.headers, "x-required-amount"), Some("5000"));
         // The Cashu Authorization goes, the application's one is put back.
         assert_eq!(
-            pending.token_edits.remove,
+            pending.credential_edits.remove,
             vec!["authorization".to_string()]
         );
         assert_eq!(
-            pending.token_edits.add,
+            pending.credential_edits.add,
             vec![("authorization".to_string(), b"Bearer eyJ.app.jwt".to_vec())]
         );
     }
@@ -353,23 +382,23 @@ fn non_utf8_header_values_do_not_break_anything() {
     let mut h = request("/premium", &[]);
     h.push(("x-cashu".into(), b"cashuA\xff\xfe".to_vec()));
     h.push(("x-payment-verified".into(), b"\xff".to_vec()));
-    let v = p.on_request_headers(&h);
+    let v = p.on_request_headers(&h, NOW);
     assert_eq!(body_json(local_reply(&v))["code"], "malformed_token");
 
     let mut h = headers(&[(":method", "GET"), (":authority", "a")]);
     h.push((":path".into(), b"/free/\xff".to_vec()));
     h.push(("authorization".into(), b"Bearer \xff".to_vec()));
-    assert_eq!(p.on_request_headers(&h).counters, &[Counter::Free]);
+    assert_eq!(p.on_request_headers(&h, NOW).counters, &[Counter::Free]);
 
     // No :path at all (CONNECT) prices as the root.
-    let v = p.on_request_headers(&headers(&[(":method", "CONNECT")]));
+    let v = p.on_request_headers(&headers(&[(":method", "CONNECT")]), NOW);
     assert_eq!(local_reply(&v).status, 402);
 }
 
 // ---- the verifier's answer --------------------------------------------------
 
 fn pending_for(p: &Plugin, path: &str, extra: &[(&str, &str)]) -> Pending {
-    let v = p.on_request_headers(&request(path, extra));
+    let v = p.on_request_headers(&request(path, extra), NOW);
     callout(&v).2.clone()
 }
 
@@ -389,6 +418,7 @@ fn answer(
             body: body.as_bytes(),
             body_size: body.len(),
         }),
+        NOW,
     )
 }
 
@@ -523,7 +553,7 @@ fn verifier_failures_follow_the_failure_mode() {
     for (status, body) in &cases {
         check_deny(&answer(&deny, &pending, status, &[], body));
     }
-    check_deny(&deny.on_callout_response(&pending, None));
+    check_deny(&deny.on_callout_response(&pending, None, NOW));
     check_deny(&deny.on_callout_failure(&pending));
     let no_status = headers(&[("content-type", "application/json")]);
     check_deny(&deny.on_callout_response(
@@ -533,6 +563,7 @@ fn verifier_failures_follow_the_failure_mode() {
             body: b"",
             body_size: 0,
         }),
+        NOW,
     ));
 
     let allow = allow_plugin();
@@ -554,11 +585,19 @@ fn verifier_failures_follow_the_failure_mode() {
     for (status, body) in &cases {
         check_allow(&answer(&allow, &pending, status, &[], body));
     }
-    check_allow(&allow.on_callout_response(&pending, None));
+    check_allow(&allow.on_callout_response(&pending, None, NOW));
     check_allow(&allow.on_callout_failure(&pending));
 }
 
 // ---- properties -------------------------------------------------------------
+
+/// Whether a header value carries a pass: as a `Bearer` credential or in the
+/// pass cookie.
+fn carries_pass(value: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(value);
+    paygress_core::pass_carrier::bearer_pass(&text).is_some()
+        || paygress_core::pass_carrier::cookie_pass(&text).is_some()
+}
 
 fn any_header() -> impl Strategy<Value = (String, Vec<u8>)> {
     let name = prop_oneof![
@@ -571,6 +610,9 @@ fn any_header() -> impl Strategy<Value = (String, Vec<u8>)> {
         Just("x-payment-other".to_string()),
         Just("x-user-id".to_string()),
         Just("x-provisioned-pod".to_string()),
+        Just("x-paygress-lease".to_string()),
+        Just("x-paygress-pass".to_string()),
+        Just("cookie".to_string()),
         "[a-z-]{1,12}",
     ];
     let value = prop_oneof![
@@ -578,6 +620,10 @@ fn any_header() -> impl Strategy<Value = (String, Vec<u8>)> {
         "(/free|/premium|/x|/premium-plus)(/[a-z.%/]{0,10})?(\\?.{0,5})?"
             .prop_map(String::into_bytes),
         "(Bearer |Cashu |)(cashu:)?cashu[AB][A-Za-z0-9_-]{0,40}".prop_map(String::into_bytes),
+        "(Bearer |bearer\t|)p1\\.(k1|old|x)\\.[A-Za-z0-9_-]{0,12}\\.[A-Za-z0-9_-]{0,8}"
+            .prop_map(String::into_bytes),
+        "([a-z]{1,3}=[a-z]{0,3}; ?){0,2}(PayGress_Pass|paygress_pass)=\"?p1\\.k1\\.[a-z]{0,5}\\.[a-z]{0,5}\"?(; [a-z]{1,3}=1)?"
+            .prop_map(String::into_bytes),
     ];
     (name, value)
 }
@@ -587,10 +633,12 @@ proptest! {
     fn no_request_panics_and_reserved_headers_never_survive(
         h in proptest::collection::vec(any_header(), 0..10)
     ) {
-        let p = allow_plugin();
-        let verdict = p.on_request_headers(&h);
+        let mut config = lease_config_json();
+        config["failure_mode"] = json!("allow");
+        let p = plugin_with(&config);
+        let verdict = p.on_request_headers(&h, NOW);
         let edits = match &verdict.decision {
-            Decision::Continue(e) => Some(e),
+            Decision::Continue { edits, .. } => Some(edits),
             Decision::Callout { edits, .. } => Some(edits),
             Decision::LocalReply(r) => {
                 prop_assert!(matches!(r.status, 400 | 402));
@@ -603,19 +651,21 @@ proptest! {
                     prop_assert!(edits.remove.contains(&name.to_ascii_lowercase()));
                 }
             }
-            prop_assert!(edits.add.iter().all(|(n, _)| n == "authorization"));
+            prop_assert!(edits.add.iter().all(|(n, _)| n == "authorization" || n == "cookie"));
+            prop_assert!(!edits.add.iter().any(|(_, v)| carries_pass(v)));
         }
         if let Decision::Callout { pending, .. } = &verdict.decision {
+            prop_assert!(!pending.credential_edits.add.iter().any(|(_, v)| carries_pass(v)));
             // Whatever the verifier says, the token never goes upstream.
             for status in ["200", "500"] {
                 let resp = headers(&[(":status", status), ("x-cashu", "leak")]);
                 let v = p.on_callout_response(pending, Some(&CalloutResponse {
                     headers: &resp, body: b"", body_size: 0,
-                }));
+                }), NOW);
                 let e = continued(&v);
                 for (name, value) in &h {
                     let lower = name.to_ascii_lowercase();
-                    if lower == "x-cashu" {
+                    if lower == "x-cashu" || lower == "x-paygress-pass" {
                         prop_assert!(e.remove.contains(&lower));
                     }
                     if lower == "authorization"
@@ -631,3 +681,6 @@ proptest! {
         }
     }
 }
+
+// Leases' passes: their carriers, their checks, and the pass handed back.
+mod passes;

@@ -17,6 +17,7 @@
 //! Hosts), each with the price of its dearest reading, and the checks that
 //! send them, byte for byte, through a proxy or straight to `/auth`.
 
+pub mod leases;
 pub mod spellings;
 
 use std::collections::BTreeMap;

@@ -19,15 +19,18 @@ use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 use cdk::nuts::{CurrencyUnit, TokenV3};
+use paygress_core::pass::{self, Claims};
+use paygress_tests::contract::leases::{self, lease_journey, LeaseExpect};
 use paygress_tests::contract::spellings::check_catalogue;
 use paygress_tests::contract::{check_table, get, send, Expect};
 use paygress_tests::envoy::{
     assert_counters, assert_no_verification_headers, assert_paid_upstream, assert_payment_required,
     assert_refusal, assert_token_not_upstream, head_header, plugin_config, seen_in_answer,
     EnvoyProcess, FaultyVerifier, Setup, Template, ALLOWED_ON_FAILURE, CALLOUTS, CALLOUT_FAILURES,
-    CHALLENGED, DEFAULT_PRICE, FREE, GRANTED, ISTIO_CLUSTER, PLAIN_PRICES, PREMIUM, PREMIUM_PLUS,
-    REJECTED, SPOOFED, VERIFIER_REFUSED,
+    CHALLENGED, DEFAULT_PRICE, FREE, GRANTED, ISTIO_CLUSTER, PASS_ACCEPTED, PASS_EXPIRED,
+    PASS_REFUSED, PLAIN_PRICES, PREMIUM, PREMIUM_PLUS, REJECTED, SPOOFED, VERIFIER_REFUSED,
 };
+use paygress_tests::fixture;
 use paygress_tests::{free_port, loopback_url, MintOptions, TestMint, TestWallet};
 
 /// How long Envoy may take to refuse an invalid plugin configuration.
@@ -869,6 +872,90 @@ async fn the_filter_passes_the_table_every_ingress_passes() {
         mint_down_json: true,
     };
     check_table("envoy-filter", &stack.envoy.url(), &stack, &expect).await;
+    lease_journey(
+        "envoy-filter",
+        &stack.envoy.url(),
+        &stack,
+        &LeaseExpect { pass_header: true },
+    )
+    .await;
+}
+
+/// A lease bought once, then used on its pass with no callout at all: the
+/// filter's counters and the verifier's cluster stats move by exactly what
+/// the passes account for. An expired pass is a 402 and a forged one a 400,
+/// both answered in the proxy; a top-up is one callout.
+#[tokio::test]
+async fn a_pass_goes_through_in_the_proxy_with_no_callout() {
+    let stack = Setup::default().start().await;
+    let url = stack.url("/compute/job");
+    let expect = LeaseExpect { pass_header: true };
+    let (pass, claims) = leases::buy("envoy-filter", &url, &stack, None, &expect).await;
+    let verifier_calls = || {
+        stack
+            .envoy
+            .stat("cluster.paygress-verifier.upstream_rq_total")
+    };
+    let calls_before = verifier_calls().await;
+    let upstream_before = stack.upstream.count();
+    let before = stack.counters().await;
+
+    const USES: u64 = 20;
+    for i in 0..USES {
+        let answer = get(&format!("{url}?n={i}"), &[("X-Paygress-Pass", &pass)]).await;
+        assert_eq!(answer.status, 200, "use {i}: {answer:?}");
+        let seen = stack.upstream.last();
+        assert_eq!(seen.one("x-paygress-lease"), Some(claims.lease.as_str()));
+        assert_eq!(seen.one("x-paygress-pass"), None, "{seen:?}");
+    }
+    let expired = Claims {
+        expires_at: leases::unix_now() - 1,
+        ..claims.clone()
+    };
+    let expired = pass::sign(
+        &expired,
+        &fixture::pass_key(fixture::PASS_KEY_ID, fixture::PASS_KEY_SECRET),
+    );
+    assert_eq!(
+        get(&url, &[("X-Paygress-Pass", &expired)]).await.status,
+        402
+    );
+    get(&url, &[("X-Paygress-Pass", &pass[..pass.len() - 2])])
+        .await
+        .assert_refused(400, "pass_invalid");
+
+    let after = stack.counters().await;
+    assert_counters(
+        &before,
+        &after,
+        &[
+            (PASS_ACCEPTED, USES),
+            (PASS_EXPIRED, 1),
+            (CHALLENGED, 1),
+            (PASS_REFUSED, 1),
+            (REJECTED, 1),
+        ],
+        "passes",
+    );
+    assert_eq!(
+        verifier_calls().await,
+        calls_before,
+        "a pass made a callout"
+    );
+    assert_eq!(stack.upstream.count(), upstream_before + USES as usize);
+
+    // Topping up the expired pass: one callout, one grant, the same lease.
+    let before = stack.counters().await;
+    let (_, after_top_up) =
+        leases::buy("envoy-filter", &url, &stack, Some(&expired), &expect).await;
+    assert_eq!(after_top_up.lease, claims.lease);
+    assert_eq!(
+        after_top_up.expires_at,
+        claims.expires_at + fixture::COMPUTE_LEASE_SECONDS
+    );
+    let after = stack.counters().await;
+    assert_counters(&before, &after, &[(CALLOUTS, 1), (GRANTED, 1)], "top-up");
+    assert_eq!(verifier_calls().await, calls_before + 1);
 }
 
 /// Every spelling of the catalogue (`common::spellings`), sent byte for byte

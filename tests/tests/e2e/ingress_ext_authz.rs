@@ -10,6 +10,7 @@
 
 use std::process::Command;
 
+use paygress_tests::contract::leases::{lease_journey, LeaseExpect};
 use paygress_tests::contract::spellings::{
     check_auth_cases, check_catalogue, check_catalogue_against_the_model,
     check_catalogue_at_verifier, AUTHORITIES, DISAGREEING_SOURCES,
@@ -60,6 +61,13 @@ async fn envoy_ext_authz_carries_the_verifiers_answers() {
         mint_down_json: false,
     };
     check_table("envoy-ext-authz", &envoy.url(), &stack, &expect).await;
+    lease_journey(
+        "envoy-ext-authz",
+        &envoy.url(),
+        &stack,
+        &LeaseExpect { pass_header: true },
+    )
+    .await;
 
     mint_down("envoy-ext-authz", &envoy.url(), &mut stack, &expect).await;
 
@@ -68,21 +76,35 @@ async fn envoy_ext_authz_carries_the_verifiers_answers() {
 }
 
 /// Istio's ext-authz cannot split routes on the `Authorization` value the way
-/// the committed config does, so the verifier itself names the token headers
-/// in `x-envoy-auth-headers-to-remove` on a grant. With the config's own
-/// removal of `Authorization` taken out, the token still never reaches the
-/// upstream, and an application's own bearer token still does.
+/// the committed config does, so the verifier itself names the token and
+/// pass headers in `x-envoy-auth-headers-to-remove` on a grant. With the
+/// config's own removal of them taken out, neither the token nor a pass
+/// reaches the upstream, and an application's own bearer token still does.
 #[tokio::test]
 async fn ext_authz_drops_a_cashu_authorization_on_the_verifiers_word() {
     let stack = Stack::start(5_000).await;
     let envoy = start_envoy(&stack, |config| {
-        let from = "request_headers_to_remove: [x-cashu, authorization]";
-        assert!(config.contains(from), "the config no longer has {from:?}");
-        config.replace(from, "request_headers_to_remove: [x-cashu]")
+        let mut config = config;
+        for from in [
+            "request_headers_to_remove: [x-cashu, x-paygress-pass, authorization]",
+            "request_headers_to_remove: [x-cashu, x-paygress-pass]",
+        ] {
+            assert!(config.contains(from), "the config no longer has {from:?}");
+            config = config.replace(from, "request_headers_to_remove: []");
+        }
+        config
     })
     .await;
-    pay_with_bearer("ext-authz without route removal", &envoy.url(), &stack).await;
-    own_authorization_kept("ext-authz without route removal", &envoy.url(), &stack).await;
+    let name = "ext-authz without route removal";
+    pay_with_bearer(name, &envoy.url(), &stack).await;
+    own_authorization_kept(name, &envoy.url(), &stack).await;
+    lease_journey(
+        name,
+        &envoy.url(),
+        &stack,
+        &LeaseExpect { pass_header: true },
+    )
+    .await;
 }
 
 /// Every spelling of the catalogue (`common::spellings`), sent byte for byte

@@ -15,6 +15,7 @@
 
 use std::process::Command;
 
+use paygress_tests::contract::leases::{lease_journey, LeaseExpect};
 use paygress_tests::contract::spellings::check_catalogue;
 use paygress_tests::contract::{
     check_table, mint_down, payment_required, proxy_dir, render, repo_file, verifier_down,
@@ -241,6 +242,13 @@ async fn nginx_and_ingress_nginx_carry_the_verifiers_answers() {
     };
 
     check_table("nginx", &plain.url(), &stack, &expect).await;
+    lease_journey(
+        "nginx",
+        &plain.url(),
+        &stack,
+        &LeaseExpect { pass_header: true },
+    )
+    .await;
     // The seed's per-location price: /reports/ asks X-Required-Amount 2000,
     // which raises the default; under /reports/annual the verifier's own
     // price (higher) stands.
@@ -262,6 +270,13 @@ async fn nginx_and_ingress_nginx_carry_the_verifiers_answers() {
     .await;
 
     check_table("ingress-nginx", &ingress.url(), &stack, &expect).await;
+    lease_journey(
+        "ingress-nginx",
+        &ingress.url(),
+        &stack,
+        &LeaseExpect { pass_header: true },
+    )
+    .await;
 
     mint_down("nginx", &plain.url(), &mut stack, &expect).await;
     mint_down("ingress-nginx", &ingress.url(), &mut stack, &expect).await;

@@ -4,6 +4,7 @@
 
 use std::process::Command;
 
+use paygress_tests::contract::leases::{lease_journey, LeaseExpect};
 use paygress_tests::contract::spellings::check_catalogue;
 use paygress_tests::contract::{
     check_table, mint_down, proxy_dir, render, repo_file, verifier_down, write_in, Expect, Proxy,
@@ -53,6 +54,13 @@ async fn traefik_forward_auth_carries_the_verifiers_answers() {
         mint_down_json: true,
     };
     check_table("traefik", &traefik.url(), &stack, &expect).await;
+    lease_journey(
+        "traefik",
+        &traefik.url(),
+        &stack,
+        &LeaseExpect { pass_header: false },
+    )
+    .await;
 
     mint_down("traefik", &traefik.url(), &mut stack, &expect).await;
 

@@ -1,5 +1,6 @@
 //! The CLI commands other than `serve`.
 
+pub mod lease_cmd;
 pub mod pay;
 pub mod token_cmd;
 pub mod wallet_cmd;

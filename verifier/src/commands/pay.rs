@@ -17,6 +17,14 @@
 //! credential headers when it leaves one; the paid request follows them
 //! within the 402's origin only and stops at a redirect to another origin,
 //! which is printed, not followed.
+//!
+//! Leases: a pass an answer hands over (`X-Paygress-Pass`, or the
+//! `paygress_pass` cookie) is kept in the data dir's `passes.json` for its
+//! origin and cookie path, and sent in `X-Paygress-Pass` to the URLs under
+//! that path until it expires. A request carrying a pass that gets 402 is
+//! paid as any other, the token going together with the pass: that tops the
+//! lease up, and the answer's new pass is kept. A pass is a credential: it
+//! is dropped, like the others, at a redirect to another origin.
 
 use std::path::Path;
 use std::str::FromStr;
@@ -26,11 +34,12 @@ use cdk::cdk_database::WalletDatabase as _;
 use cdk::nuts::{CurrencyUnit, PaymentRequest, State};
 use cdk::wallet::SendOptions;
 use cdk::Amount;
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue, LOCATION};
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, COOKIE, LOCATION};
 use reqwest::{Method, StatusCode, Url};
 use thiserror::Error;
 
 use crate::cli::PayOptions;
+use crate::commands::lease_cmd::{self, PassStore, PASSES_FILE};
 use crate::commands::wallet_cmd::open_wallet;
 use crate::ids;
 use crate::wallet::{open_store, STORE_FILE};
@@ -151,12 +160,19 @@ pub async fn pay(
         .context("building the HTTP client")?;
     let method = Method::from_str(&method.to_ascii_uppercase())
         .map_err(|_| PayError::Method(method.to_string()))?;
-    let headers = parse_headers(&options.headers)?;
+    let mut headers = parse_headers(&options.headers)?;
     let start = Url::parse(url).map_err(|e| PayError::Url {
         url: url.to_string(),
         reason: e.to_string(),
     })?;
     let wallet_unit = canonical_unit(&options.unit);
+    // A pass given with -H is used as it is; else a kept one, if any.
+    if !presents_pass(&headers) {
+        if let Some((value, message)) = kept_pass_for(data_dir, &start) {
+            eprintln!("{message}");
+            headers.insert(X_PAYGRESS_PASS, value);
+        }
+    }
 
     let first = send_following(
         &client,
@@ -167,6 +183,7 @@ pub async fn pay(
     )
     .await
     .with_context(|| format!("requesting {url}"))?;
+    keep_pass(data_dir, &first.url, first.response.headers());
     if first.response.status() != StatusCode::PAYMENT_REQUIRED {
         return print(first.response, None).await;
     }
@@ -184,6 +201,15 @@ pub async fn pay(
         })?
         .to_string();
     let asked = check_request(&creq, &wallet_unit, options.max_amount)?;
+    if let Some(pass) = first.headers.get(X_PAYGRESS_PASS) {
+        // The paid request carries the same pass (`first.headers`): the
+        // payment tops its lease up instead of buying a new one.
+        let lease = lease_cmd::lease_of(&String::from_utf8_lossy(pass.as_bytes()));
+        eprintln!(
+            "paygress pay: the pass for lease {lease} was not accepted (402); paying, with the \
+             pass, to top the lease up"
+        );
+    }
 
     let mint = pick_mint(data_dir, &asked.mints, &wallet_unit, asked.amount).await?;
     let wallet = open_wallet(data_dir, &mint, &wallet_unit, false).await?;
@@ -238,6 +264,7 @@ pub async fn pay(
     .await;
     match second {
         Ok(answer) => {
+            keep_pass(data_dir, &answer.url, answer.response.headers());
             let ok = answer.response.status().is_success();
             if let Some(to) = &answer.stopped_at {
                 eprintln!(
@@ -262,6 +289,90 @@ pub async fn pay(
             );
             Err(e)
         }
+    }
+}
+
+/// The header a pass is presented in.
+const X_PAYGRESS_PASS: HeaderName =
+    HeaderName::from_static(paygress_core::headers::X_PAYGRESS_PASS);
+
+/// Whether the request headers already present a pass, in any carrier
+/// the proxy reads (`X-Paygress-Pass`, `Authorization: Bearer p1.…`, the
+/// `paygress_pass` cookie).
+fn presents_pass(headers: &HeaderMap) -> bool {
+    let text = |v: &HeaderValue| String::from_utf8_lossy(v.as_bytes()).into_owned();
+    headers.contains_key(X_PAYGRESS_PASS)
+        || headers
+            .get_all(AUTHORIZATION)
+            .iter()
+            .any(|v| paygress_core::pass_carrier::bearer_pass(&text(v)).is_some())
+        || headers
+            .get_all(COOKIE)
+            .iter()
+            .any(|v| paygress_core::pass_carrier::cookie_pass(&text(v)).is_some())
+}
+
+/// The kept pass for `url`, as a header value, and the line saying so.
+fn kept_pass_for(data_dir: &Path, url: &Url) -> Option<(HeaderValue, String)> {
+    let store = match PassStore::load(data_dir) {
+        Ok(store) => store,
+        Err(e) => {
+            eprintln!("paygress pay: no kept pass used: {e}");
+            return None;
+        }
+    };
+    let now = lease_cmd::unix_now();
+    let kept = store.find(url, now)?;
+    let value = HeaderValue::from_str(&kept.pass).ok()?;
+    let message = format!(
+        "paygress pay: using the pass for lease {}, {} left",
+        kept.lease,
+        lease_cmd::duration_words(kept.expires_at.saturating_sub(now))
+    );
+    Some((value, message))
+}
+
+/// Keeps the pass an answer from `url` hands over, if any, in the data
+/// dir's pass store, replacing the one kept for the same origin and path.
+/// A failure is said on stderr and does not fail the command.
+fn keep_pass(data_dir: &Path, url: &Url, headers: &HeaderMap) {
+    let entry = match lease_cmd::pass_from_answer(url, headers) {
+        Ok(Some(entry)) => entry,
+        Ok(None) => return,
+        Err(e) => {
+            eprintln!(
+                "paygress pay: the pass {} handed over is not kept: {e}",
+                origin_of(url)
+            );
+            return;
+        }
+    };
+    let now = lease_cmd::unix_now();
+    if entry.expires_at <= now {
+        eprintln!(
+            "paygress pay: the pass for lease {} is not kept: it has expired",
+            entry.lease
+        );
+        return;
+    }
+    // Read again: another run may have kept a pass meanwhile.
+    let mut store = PassStore::load(data_dir).unwrap_or_else(|e| {
+        eprintln!("paygress pay: replacing {PASSES_FILE}, which cannot be used: {e}");
+        PassStore::default()
+    });
+    let said = format!(
+        "paygress pay: stored a new pass for lease {}, {} left (for {}{})",
+        entry.lease,
+        lease_cmd::duration_words(entry.expires_at - now),
+        entry.origin,
+        entry.path
+    );
+    if !store.insert(entry) {
+        return;
+    }
+    match store.save(data_dir, now) {
+        Ok(()) => eprintln!("{said}"),
+        Err(e) => eprintln!("paygress pay: the new pass is not kept: {e}"),
     }
 }
 
@@ -498,11 +609,24 @@ fn drop_credentials(headers: &mut HeaderMap) {
 }
 
 fn is_credential(name: &HeaderName, value: &HeaderValue) -> bool {
-    const NAMES: [&str; 4] = ["authorization", "proxy-authorization", "cookie", "x-cashu"];
+    const NAMES: [&str; 5] = [
+        "authorization",
+        "proxy-authorization",
+        "cookie",
+        "x-cashu",
+        paygress_core::headers::X_PAYGRESS_PASS,
+    ];
     if NAMES.contains(&name.as_str()) {
         return true;
     }
-    let value = String::from_utf8_lossy(value.as_bytes()).to_ascii_lowercase();
+    let value = String::from_utf8_lossy(value.as_bytes());
+    if value
+        .split([' ', ',', ';', '='])
+        .any(|word| paygress_core::pass_carrier::is_pass_shaped(word.trim()))
+    {
+        return true;
+    }
+    let value = value.to_ascii_lowercase();
     value.contains("cashua") || value.contains("cashub")
 }
 
@@ -618,6 +742,9 @@ mod tests {
             ("cookie", "a=b"),
             ("x-cashu", "cashuBxyz"),
             ("x-custom", "carries cashuAabc"),
+            ("x-paygress-pass", "p1.k1.e30.c2ln"),
+            ("x-other", "session=p1.k1.e30.c2ln"),
+            ("x-version", "p1.2"),
             ("accept", "application/json"),
         ] {
             headers.insert(
@@ -626,8 +753,142 @@ mod tests {
             );
         }
         drop_credentials(&mut headers);
-        let left: Vec<&str> = headers.keys().map(HeaderName::as_str).collect();
-        assert_eq!(left, vec!["accept"]);
+        let mut left: Vec<&str> = headers.keys().map(HeaderName::as_str).collect();
+        left.sort_unstable();
+        assert_eq!(left, vec!["accept", "x-version"]);
+    }
+
+    /// Two origins: A sells a pass under /compute (to any request without
+    /// one: no payment in this stand-in) and redirects /compute/away to B;
+    /// both say whether a request came with a pass.
+    async fn pass_servers() -> (String, String) {
+        use axum::http::HeaderMap as AxumHeaders;
+        use axum::response::{IntoResponse, Redirect, Response};
+        use paygress_core::pass::{sign, Claims, PassKey};
+        async fn listen(app: axum::Router) -> String {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            tokio::spawn(async move { axum::serve(listener, app).await });
+            format!("http://{addr}")
+        }
+        fn said(headers: &AxumHeaders) -> String {
+            match headers.get("x-paygress-pass") {
+                Some(p) => format!("pass {}", String::from_utf8_lossy(p.as_bytes())),
+                None => "no pass".to_string(),
+            }
+        }
+        async fn compute(headers: AxumHeaders) -> Response {
+            if headers.contains_key("x-paygress-pass") {
+                return said(&headers).into_response();
+            }
+            let claims = Claims {
+                lease: "lease1".into(),
+                tier: "compute".into(),
+                expires_at: lease_cmd::unix_now() + 3_600,
+                payer: "payer".into(),
+                pod: None,
+            };
+            let pass = sign(&claims, &PassKey::new("k1", &[7u8; 32]).unwrap());
+            (
+                [
+                    ("x-paygress-pass", pass.clone()),
+                    (
+                        "set-cookie",
+                        paygress_core::pass_carrier::set_cookie(&pass, "/compute", 3_600, false),
+                    ),
+                ],
+                "sold",
+            )
+                .into_response()
+        }
+        let b = listen(axum::Router::new().route(
+            "/echo",
+            axum::routing::get(|h: AxumHeaders| async move { said(&h) }),
+        ))
+        .await;
+        let to_b = format!("{b}/echo");
+        let a = listen(
+            axum::Router::new()
+                .route(
+                    "/compute/away",
+                    axum::routing::get(move || async move { Redirect::temporary(&to_b) }),
+                )
+                .route("/compute/{*rest}", axum::routing::get(compute))
+                .route(
+                    "/computex",
+                    axum::routing::get(|h: AxumHeaders| async move { said(&h) }),
+                ),
+        )
+        .await;
+        (a, b)
+    }
+
+    fn body_of(outcome: &PayOutcome) -> &str {
+        outcome
+            .printed
+            .split_once("\n\n")
+            .map_or("", |(_, body)| body.trim())
+    }
+
+    #[test]
+    fn a_pass_given_in_any_carrier_is_seen() {
+        let with = |name: &'static str, value: &'static str| {
+            let mut h = HeaderMap::new();
+            h.insert(name, HeaderValue::from_static(value));
+            presents_pass(&h)
+        };
+        assert!(with("x-paygress-pass", "p1.k1.e30.c2ln"));
+        assert!(with("authorization", "Bearer p1.k1.e30.c2ln"));
+        assert!(with("cookie", "a=1; paygress_pass=p1.k1.e30.c2ln"));
+        assert!(!with("authorization", "Bearer a.b.c"));
+        assert!(!with("cookie", "a=1"));
+        assert!(!presents_pass(&HeaderMap::new()));
+    }
+
+    #[tokio::test]
+    async fn a_pass_is_kept_and_sent_only_under_its_path_and_origin() {
+        use std::os::unix::fs::PermissionsExt;
+        let (a, _b) = pass_servers().await;
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let options = PayOptions {
+            headers: vec![],
+            max_amount: DEFAULT_MAX_AMOUNT,
+            unit: "sat".into(),
+        };
+        let run = |path: &str| {
+            let url = format!("{a}{path}");
+            let (data, options) = (data.clone(), options.clone());
+            async move { pay(&url, &data, "GET", &options).await.unwrap() }
+        };
+        let sold = run("/compute/x").await;
+        assert_eq!(body_of(&sold), "sold");
+        let store = PassStore::load(&data).unwrap();
+        assert_eq!(store.passes.len(), 1);
+        assert_eq!(store.passes[0].path, "/compute");
+        assert_eq!(store.passes[0].origin, a);
+        assert_eq!(store.passes[0].lease, "lease1");
+        let mode = std::fs::metadata(data.join(PASSES_FILE))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let pass = store.passes[0].pass.clone();
+
+        let again = run("/compute/y").await;
+        assert_eq!(body_of(&again), format!("pass {pass}"));
+        assert_eq!(body_of(&run("/computex").await), "no pass");
+        // A redirect to another origin leaves the pass behind.
+        assert_eq!(body_of(&run("/compute/away").await), "no pass");
+        // A pass given with -H is the one sent.
+        let mine = PayOptions {
+            headers: vec!["X-Paygress-Pass: p1.mine.e30.c2ln".into()],
+            ..options.clone()
+        };
+        let url = format!("{a}/compute/z");
+        let out = pay(&url, &data, "GET", &mine).await.unwrap();
+        assert_eq!(body_of(&out), "pass p1.mine.e30.c2ln");
+        assert_eq!(PassStore::load(&data).unwrap().passes.len(), 1);
     }
 
     #[test]
