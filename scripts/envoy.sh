@@ -21,6 +21,16 @@ plugin_file=envoy/plugin-config.json
 [[ "$config" == *istio* ]] && plugin_file=envoy/plugin-config-istio.json
 PLUGIN_CONFIG=${PLUGIN_CONFIG:-$(tr -d '\n' < "$plugin_file")}
 
+# The filter reads the signing pass key of envoy/plugin-config*.json from
+# Envoy's environment (host_env_keys). It must be the verifier's key: without
+# one given, a throwaway key lets Envoy start, and passes the verifier signs
+# are not handed out (the filter logs why).
+if [ -z "${PAYGRESS_PASS_KEY:-}" ]; then
+  echo "envoy: PAYGRESS_PASS_KEY is not set; using a throwaway key (export the verifier's to sell leases)" >&2
+  PAYGRESS_PASS_KEY=$(head -c 32 /dev/urandom | base64)
+fi
+export PAYGRESS_PASS_KEY
+
 rendered=$(mktemp --suffix=.yaml)
 python3 scripts/render.py "$config" "$rendered" LISTEN_PORT="$LISTEN_PORT" ADMIN_PORT="$ADMIN_PORT" \
   VERIFIER_PORT="$VERIFIER_PORT" UPSTREAM_PORT="$UPSTREAM_PORT" WASM_PATH="$WASM_PATH" \

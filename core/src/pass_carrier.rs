@@ -104,6 +104,13 @@ pub fn set_cookie(pass: &str, path: &str, max_age: u64, secure: bool) -> String 
     format!("{COOKIE_NAME}={pass}; Path={path}; Max-Age={max_age}; HttpOnly; SameSite=Lax{secure}")
 }
 
+/// The `Set-Cookie` value that makes a browser drop the pass cookie of
+/// `path` (answered with a pass that cannot be used: the browser would
+/// otherwise send it again until it expires).
+pub fn clear_cookie(path: &str, secure: bool) -> String {
+    set_cookie("", path, 0, secure)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -173,5 +180,9 @@ mod tests {
             format!("{COOKIE_NAME}={PASS}; Path=/compute; Max-Age=3599; HttpOnly; SameSite=Lax")
         );
         assert!(set_cookie(PASS, "/c", 1, true).ends_with("; Secure"));
+        assert_eq!(
+            clear_cookie("/compute", false),
+            format!("{COOKIE_NAME}=; Path=/compute; Max-Age=0; HttpOnly; SameSite=Lax")
+        );
     }
 }

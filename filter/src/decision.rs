@@ -39,7 +39,7 @@ use paygress_core::headers as h;
 use paygress_core::lease::EnvLookup;
 use paygress_core::outcome::{self, ErrorCode, Rejection};
 use paygress_core::pass::{self, Claims, PassError};
-use paygress_core::pass_carrier;
+use paygress_core::pass_carrier::{self, PassSource};
 use paygress_core::precheck;
 use paygress_core::pricing::{Price, PriceTier};
 use paygress_core::{Challenge, CompiledConfig, Config, FailureMode, TokenLimits};
@@ -185,6 +185,16 @@ pub struct Verdict {
     pub counters: &'static [Counter],
 }
 
+/// A pass as the request presented it.
+#[derive(Debug, Clone, Copy)]
+struct Presented<'a> {
+    pass: &'a str,
+    /// Whether it came in the `paygress_pass` cookie.
+    from_cookie: bool,
+    /// Whether the request came over `https`.
+    secure: bool,
+}
+
 /// The verifier's answer, as the host hands it over.
 #[derive(Debug, Clone, Copy)]
 pub struct CalloutResponse<'a> {
@@ -265,7 +275,15 @@ impl Plugin {
         let authorization = request.cashu_authorization();
         let Some(found) = extract::find_token(x_cashu.as_deref(), authorization.as_deref()) else {
             return match pass {
-                Some(pass) => self.on_pass(&pass, &path, tier, edits, &credential_edits, now),
+                Some((pass, source)) => {
+                    let secure = request.is_https();
+                    let presented = Presented {
+                        pass: &pass,
+                        from_cookie: source == PassSource::Cookie,
+                        secure,
+                    };
+                    self.on_pass(presented, &path, tier, edits, &credential_edits, now)
+                }
                 None => Verdict {
                     decision: Decision::LocalReply(self.payment_required(tier.index)),
                     counters: &[Counter::Challenged],
@@ -281,7 +299,7 @@ impl Plugin {
         }
 
         let mut call = self.callout(&request, found.token, &path, tier.amount);
-        if let Some(pass) = pass.filter(|p| forwardable_pass(p)) {
+        if let Some((pass, _)) = pass.filter(|(p, _)| forwardable_pass(p)) {
             call.headers.push((h::X_PAYGRESS_PASS.into(), pass));
         }
         Verdict {
@@ -303,7 +321,7 @@ impl Plugin {
     /// with no callout.
     fn on_pass(
         &self,
-        pass: &str,
+        presented: Presented<'_>,
         target: &str,
         tier: &PriceTier,
         mut edits: HeaderEdits,
@@ -311,7 +329,7 @@ impl Plugin {
         now: u64,
     ) -> Verdict {
         let challenge = || Decision::LocalReply(self.payment_required(tier.index));
-        match pass::verify(pass, self.config.pass_keys(), now) {
+        match pass::verify(presented.pass, self.config.pass_keys(), now) {
             Ok(claims) if self.config.pass_opens(target, &claims.tier) => {
                 edits.extend(credential_edits);
                 grant(&mut edits, pass_grant(&claims));
@@ -330,15 +348,32 @@ impl Plugin {
             },
             // Without keys every pass is unknown: refused alike.
             Err(e @ (PassError::Malformed | PassError::UnknownKey | PassError::BadSignature)) => {
+                let mut reply =
+                    rejection_reply(&Rejection::new(ErrorCode::PassInvalid, e.to_string()));
+                if presented.from_cookie {
+                    // A browser would send it again until it expires.
+                    let path = self.cookie_path(presented.pass, tier);
+                    reply.headers.push((
+                        h::SET_COOKIE.into(),
+                        pass_carrier::clear_cookie(path, presented.secure),
+                    ));
+                }
                 Verdict {
-                    decision: Decision::LocalReply(rejection_reply(&Rejection::new(
-                        ErrorCode::PassInvalid,
-                        e.to_string(),
-                    ))),
+                    decision: Decision::LocalReply(reply),
                     counters: &[Counter::Rejected, Counter::PassRefused],
                 }
             }
         }
+    }
+
+    /// The `Path` of a pass cookie: its lease tier's prefix when the pass
+    /// names a configured tier, else that of the tier the request is under
+    /// (a browser sent the cookie for this path).
+    fn cookie_path<'s>(&'s self, pass: &str, tier: &'s PriceTier) -> &'s str {
+        pass::decode_unverified(pass)
+            .ok()
+            .and_then(|(_, claims)| self.config.tier_by_id(&claims.tier))
+            .map_or(tier.prefix.as_str(), |t| t.prefix.as_str())
     }
 
     /// The call to the verifier for a token on `target`, priced `amount`.
@@ -467,12 +502,24 @@ impl Plugin {
         let Some(pass) = answer.first_utf8(h::X_PAYGRESS_PASS).map(str::trim) else {
             return Vec::new();
         };
+        // The verifier, which sold the lease, is the authority: a pass this
+        // filter cannot check (a key it lacks during a rotation) still goes
+        // to the client who paid for it, with a warning.
         let claims = match pass::verify(pass, self.config.pass_keys(), now) {
-            Ok(claims) => claims,
-            Err(e) => {
-                warn!("the verifier's pass is not handed out: {e}");
-                return Vec::new();
-            }
+            Ok(claims) | Err(PassError::Expired(claims)) => claims,
+            Err(e) => match pass::decode_unverified(pass) {
+                Ok((key_id, claims)) => {
+                    warn!(
+                        "the verifier's pass (key {key_id:?}) does not verify here ({e}): \
+                         handed out; give this proxy the verifier's keys"
+                    );
+                    claims
+                }
+                Err(e) => {
+                    warn!("the verifier's pass cannot be read ({e}): not handed out");
+                    return Vec::new();
+                }
+            },
         };
         let Some(tier) = self.config.tier_by_id(&claims.tier) else {
             warn!(
@@ -688,7 +735,7 @@ impl<'a> RequestView<'a> {
     /// The pass the request presents (not checked yet): `X-Paygress-Pass`,
     /// then, when `bearer_passes`, an `Authorization: Bearer p1.…`, then
     /// the `paygress_pass` cookie.
-    fn find_pass(&self, bearer_passes: bool) -> Option<String> {
+    fn find_pass(&self, bearer_passes: bool) -> Option<(String, PassSource)> {
         let header = self.first(h::X_PAYGRESS_PASS);
         let authorizations: Vec<Cow<'a, str>> = if bearer_passes {
             self.all(h::AUTHORIZATION)
@@ -703,7 +750,7 @@ impl<'a> RequestView<'a> {
             authorizations.iter().map(AsRef::as_ref),
             cookies.iter().map(AsRef::as_ref),
         )
-        .map(|found| found.pass.to_string())
+        .map(|found| (found.pass.to_string(), found.source))
     }
 
     /// The edits that keep every credential from the upstream: every

@@ -555,6 +555,14 @@ impl Stack {
             .unwrap_or_else(|| panic!("this stack has no mint and no wallet"))
     }
 
+    /// The verifier's base URL; panics when the stack has none.
+    pub fn verifier_url(&self) -> String {
+        self._verifier
+            .as_ref()
+            .map(Verifier::url)
+            .unwrap_or_else(|| panic!("this stack has no verifier"))
+    }
+
     /// `<envoy>/<path>`
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.envoy.url())

@@ -21,6 +21,7 @@ pub const PRIVATE_FILES: &[&str] = &[
     crate::ledger::LEDGER_FILE,
     "redemptions.sqlite-wal",
     "redemptions.sqlite-shm",
+    crate::commands::lease_cmd::PASSES_FILE,
 ];
 
 /// A permission that could not be made private.

@@ -49,16 +49,19 @@ pub const MAX_TARGET_LEN: usize = 8 * 1024;
 
 /// Reads an `/auth` request. `default_deadline` applies when the caller
 /// names none.
+/// `bearer_passes`: whether an `Authorization: Bearer p1.…` is a pass (the
+/// config has pass keys) or the application's own.
 pub fn read_request(
     method: &Method,
     uri: &Uri,
     headers: &HeaderMap,
     default_deadline: Duration,
+    bearer_passes: bool,
 ) -> Result<AuthRequest, AuthError> {
     Ok(AuthRequest {
         original: original_request(method, uri, headers)?,
         token: find_token(headers),
-        pass: find_pass(headers)?,
+        pass: find_pass(headers, bearer_passes)?,
         secure: headers
             .get("x-forwarded-proto")
             .and_then(|v| v.to_str().ok())
@@ -71,8 +74,9 @@ pub fn read_request(
 /// The longest pass header read, in bytes.
 const MAX_PASS_HEADER_LEN: usize = 8 * 1024;
 
-/// Finds a lease's pass: `X-Paygress-Pass`, a `Bearer` pass, or the cookie.
-pub fn find_pass(headers: &HeaderMap) -> Result<Option<String>, AuthError> {
+/// Finds a lease's pass: `X-Paygress-Pass`, a `Bearer` pass (when
+/// `bearer_passes`), or the cookie.
+pub fn find_pass(headers: &HeaderMap, bearer_passes: bool) -> Result<Option<String>, AuthError> {
     let header = header_str(headers, h::X_PAYGRESS_PASS, MAX_PASS_HEADER_LEN)
         .map_err(|e| AuthError::PassInvalid(e.client_message()))?;
     let text = |name: &'static str| {
@@ -82,8 +86,9 @@ pub fn find_pass(headers: &HeaderMap) -> Result<Option<String>, AuthError> {
             .filter(|v| v.len() <= MAX_PASS_HEADER_LEN)
             .filter_map(|v| v.to_str().ok())
     };
+    let authorizations = text(h::AUTHORIZATION).filter(|_| bearer_passes);
     Ok(
-        pass_carrier::find_pass(header, text(h::AUTHORIZATION), text(h::COOKIE))
+        pass_carrier::find_pass(header, authorizations, text(h::COOKIE))
             .map(|found| found.pass.to_string()),
     )
 }
@@ -374,7 +379,11 @@ pub const X_ENVOY_AUTH_HEADERS_TO_REMOVE: &str = "x-envoy-auth-headers-to-remove
 /// `Authorization`) in `x-envoy-auth-headers-to-remove`, so that Envoy and
 /// Istio ext_authz keep the token from the upstream without any route
 /// configuration. Other proxies ignore the header.
-pub fn keep_credentials_from_upstream(response: &mut HeaderMap, request: &HeaderMap) {
+pub fn keep_credentials_from_upstream(
+    response: &mut HeaderMap,
+    request: &HeaderMap,
+    bearer_passes: bool,
+) {
     let mut names: Vec<&str> = Vec::with_capacity(4);
     for name in [h::X_CASHU, h::X_PAYGRESS_PASS] {
         if request.contains_key(name) {
@@ -387,7 +396,7 @@ pub fn keep_credentials_from_upstream(response: &mut HeaderMap, request: &Header
         .filter_map(|v| v.to_str().ok())
         .any(|v| {
             paygress_core::extract::is_cashu_authorization(v)
-                || pass_carrier::bearer_pass(v).is_some()
+                || (bearer_passes && pass_carrier::bearer_pass(v).is_some())
         });
     if credential_auth {
         names.push(h::AUTHORIZATION);
@@ -471,12 +480,16 @@ mod tests {
             (vec![], None),
         ] {
             let request = headers(&pairs);
-            assert_eq!(find_pass(&request).unwrap().as_deref(), want, "{pairs:?}");
+            assert_eq!(
+                find_pass(&request, true).unwrap().as_deref(),
+                want,
+                "{pairs:?}"
+            );
         }
         // Two X-Paygress-Pass headers: refused as a bad pass, not ignored.
         let two = headers(&[("x-paygress-pass", pass), ("x-paygress-pass", pass)]);
         assert_eq!(
-            find_pass(&two).unwrap_err().code(),
+            find_pass(&two, true).unwrap_err().code(),
             paygress_core::ErrorCode::PassInvalid
         );
 
@@ -489,7 +502,7 @@ mod tests {
             ("cookie", "b=2"),
         ]);
         let mut response = HeaderMap::new();
-        keep_credentials_from_upstream(&mut response, &request);
+        keep_credentials_from_upstream(&mut response, &request, true);
         assert_eq!(
             response[X_ENVOY_AUTH_HEADERS_TO_REMOVE],
             "x-paygress-pass,authorization"
@@ -497,12 +510,27 @@ mod tests {
         assert_eq!(response[h::COOKIE], "a=1; b=2");
         // Only the pass cookie: the header is to be dropped.
         let mut response = HeaderMap::new();
-        keep_credentials_from_upstream(&mut response, &headers(&[("cookie", "paygress_pass=x")]));
+        keep_credentials_from_upstream(
+            &mut response,
+            &headers(&[("cookie", "paygress_pass=x")]),
+            true,
+        );
         assert_eq!(response[X_ENVOY_AUTH_HEADERS_TO_REMOVE], "cookie");
         assert!(response.get(h::COOKIE).is_none());
+        // Without pass keys, a Bearer that looks like a pass is the
+        // application's own: neither read nor removed.
+        let own = headers(&[("authorization", "Bearer p1.k1.e30.c2ln")]);
+        assert_eq!(find_pass(&own, false).unwrap(), None);
+        let mut response = HeaderMap::new();
+        keep_credentials_from_upstream(&mut response, &own, false);
+        assert!(response.is_empty());
         // No credentials, no cookies: nothing to say.
         let mut response = HeaderMap::new();
-        keep_credentials_from_upstream(&mut response, &headers(&[("authorization", "Basic x")]));
+        keep_credentials_from_upstream(
+            &mut response,
+            &headers(&[("authorization", "Basic x")]),
+            true,
+        );
         assert!(response.is_empty());
     }
 
@@ -667,7 +695,7 @@ mod tests {
             HeaderValue::from_static("Bearer cashuAabc"),
         );
         let mut out = HeaderMap::new();
-        keep_credentials_from_upstream(&mut out, &req);
+        keep_credentials_from_upstream(&mut out, &req, true);
         assert_eq!(out[X_ENVOY_AUTH_HEADERS_TO_REMOVE], "x-cashu,authorization");
 
         // An application's own bearer token is not ours to remove.
@@ -677,7 +705,7 @@ mod tests {
             HeaderValue::from_static("Bearer eyJhbGciOi.x.y"),
         );
         let mut out = HeaderMap::new();
-        keep_credentials_from_upstream(&mut out, &req);
+        keep_credentials_from_upstream(&mut out, &req, true);
         assert!(out.get(X_ENVOY_AUTH_HEADERS_TO_REMOVE).is_none());
     }
 

@@ -60,11 +60,16 @@ async fn auth_handler(
 ) -> Response {
     let started = Instant::now();
     let nginx = ingress::wants_nginx_mode(&uri, &headers);
-    let (decision, original) =
-        match ingress::read_request(&method, &uri, &headers, state.settings.deadline) {
-            Ok(request) => (state.decide(&request).await, Some(request.original)),
-            Err(e) => (Decision::Refuse(e), None),
-        };
+    let (decision, original) = match ingress::read_request(
+        &method,
+        &uri,
+        &headers,
+        state.settings.deadline,
+        bearer_passes(&state),
+    ) {
+        Ok(request) => (state.decide(&request).await, Some(request.original)),
+        Err(e) => (Decision::Refuse(e), None),
+    };
     let outcome = match &decision {
         Decision::Allow(g) if g.payment.is_some() => "paid",
         Decision::Allow(g) if g.lease.is_some() => "pass",
@@ -108,14 +113,18 @@ async fn auth_handler(
     }
     let mut response = ingress::respond(&decision, &state.settings.config, nginx);
     if matches!(decision, Decision::Allow(_)) {
-        ingress::keep_credentials_from_upstream(response.headers_mut(), &headers);
+        ingress::keep_credentials_from_upstream(
+            response.headers_mut(),
+            &headers,
+            bearer_passes(&state),
+        );
     }
     response
 }
 
 async fn lease(State(state): State<Arc<Verifier>>, headers: HeaderMap) -> Response {
     let now = crate::verifier::unix_now();
-    let found = ingress::find_pass(&headers);
+    let found = ingress::find_pass(&headers, bearer_passes(&state));
     let answer = found.and_then(|p| lease_status::lease_status(&state, p.as_deref(), now));
     match answer {
         Ok((status, fresh)) => {
@@ -128,6 +137,12 @@ async fn lease(State(state): State<Arc<Verifier>>, headers: HeaderMap) -> Respon
         }
         Err(e) => ingress::decision_response(&Decision::Refuse(e), &state.settings.config),
     }
+}
+
+/// Whether `Authorization: Bearer p1.…` is a pass here (the config has pass
+/// keys) rather than the application's own.
+fn bearer_passes(state: &Verifier) -> bool {
+    !state.settings.config.pass_keys().is_empty()
 }
 
 async fn healthz() -> &'static str {

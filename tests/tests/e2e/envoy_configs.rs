@@ -76,6 +76,12 @@ fn validate(label: &str, path: &Path, rendered: &str) {
         .arg(path)
         .arg("--log-level")
         .arg("error")
+        // The pass key the configs name in `secret_env`, as the filter's
+        // configure step (run by validate) reads it from Envoy's environment.
+        .env(
+            paygress_tests::fixture::PASS_KEY_ENV,
+            paygress_tests::fixture::PASS_KEY_SECRET,
+        )
         .output()
         .unwrap_or_else(|err| panic!("cannot run envoy: {err}"));
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -662,7 +668,11 @@ async fn start_envoy(relative: &str, port: u16, values: &[(&str, String)]) -> Pr
         .arg(&path)
         .arg("--disable-hot-restart")
         .arg("--log-level")
-        .arg("warn");
+        .arg("warn")
+        .env(
+            paygress_tests::fixture::PASS_KEY_ENV,
+            paygress_tests::fixture::PASS_KEY_SECRET,
+        );
     Proxy::start(relative, port, command, dir).await
 }
 

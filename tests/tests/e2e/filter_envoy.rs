@@ -31,6 +31,7 @@ use paygress_tests::envoy::{
     PASS_REFUSED, PLAIN_PRICES, PREMIUM, PREMIUM_PLUS, REJECTED, SPOOFED, VERIFIER_REFUSED,
 };
 use paygress_tests::fixture;
+use paygress_tests::verifier::{balance_at, describe, paygress_ok, run_paygress};
 use paygress_tests::{free_port, loopback_url, MintOptions, TestMint, TestWallet};
 
 /// How long Envoy may take to refuse an invalid plugin configuration.
@@ -956,6 +957,144 @@ async fn a_pass_goes_through_in_the_proxy_with_no_callout() {
     let after = stack.counters().await;
     assert_counters(&before, &after, &[(CALLOUTS, 1), (GRANTED, 1)], "top-up");
     assert_eq!(verifier_calls().await, calls_before + 1);
+}
+
+/// `paygress pay` through the filter: it buys a lease once, keeps the pass
+/// and goes through on it the next time (no payment, no callout);
+/// `paygress lease show` reads the pass offline and through GET /lease.
+/// (Multi-threaded: the commands block their thread while the echo
+/// upstream, in this process, answers.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paygress_pay_keeps_its_pass_and_lease_show_reads_it() {
+    let stack = Setup::default().start().await;
+    let payer = tempfile::tempdir().expect("temp dir");
+    let payer_dir = payer.path().join("payer").display().to_string();
+    let funded = run_paygress(
+        &[
+            "wallet",
+            "fund",
+            "--data-dir",
+            &payer_dir,
+            "--mint",
+            &stack.mint_url,
+            "--amount",
+            "100",
+        ],
+        &[],
+    );
+    assert!(funded.status.success(), "{}", describe(&funded));
+    let balance = || {
+        balance_at(
+            &paygress_ok(&["wallet", "balance", "--data-dir", &payer_dir]),
+            &stack.mint_url,
+        )
+    };
+    let url = stack.url("/compute/job");
+
+    let bought = run_paygress(&["pay", &url, "--data-dir", &payer_dir], &[]);
+    assert!(bought.status.success(), "{}", describe(&bought));
+    let stderr = String::from_utf8_lossy(&bought.stderr);
+    assert!(
+        stderr.contains("stored a new pass"),
+        "{}",
+        describe(&bought)
+    );
+    assert_eq!(balance(), 100 - fixture::COMPUTE);
+    let stored =
+        std::fs::read_to_string(payer.path().join("payer/passes.json")).expect("passes.json");
+    let stored: serde_json::Value = serde_json::from_str(&stored).expect("passes.json is JSON");
+    let pass = stored["passes"][0]["pass"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no pass stored: {stored}"))
+        .to_string();
+
+    let before = stack.counters().await;
+    let again = run_paygress(&["pay", &url, "--data-dir", &payer_dir], &[]);
+    assert!(again.status.success(), "{}", describe(&again));
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("using the pass"),
+        "{}",
+        describe(&again)
+    );
+    assert!(
+        String::from_utf8_lossy(&again.stdout).starts_with("HTTP 200"),
+        "{}",
+        describe(&again)
+    );
+    assert_eq!(
+        balance(),
+        100 - fixture::COMPUTE,
+        "the pass was paid for again"
+    );
+    let after = stack.counters().await;
+    assert_counters(&before, &after, &[(PASS_ACCEPTED, 1)], "pay on a pass");
+
+    let offline: serde_json::Value =
+        serde_json::from_str(&paygress_ok(&["lease", "show", &pass])).expect("JSON");
+    assert_eq!(offline["tier"], "compute", "{offline}");
+    assert_eq!(offline["signature_checked"], false, "{offline}");
+    assert_eq!(offline["expired"], false, "{offline}");
+    let checked: serde_json::Value = serde_json::from_str(&paygress_ok(&[
+        "lease",
+        "show",
+        &pass,
+        "--verifier",
+        &stack.verifier_url(),
+    ]))
+    .expect("JSON");
+    assert_eq!(checked["signature_checked"], true, "{checked}");
+    assert_eq!(checked["lease"], offline["lease"], "{checked}");
+    let left = checked["seconds_left"].as_u64().unwrap_or_default();
+    assert!(
+        left > fixture::COMPUTE_LEASE_SECONDS - 60 && left <= fixture::COMPUTE_LEASE_SECONDS,
+        "{checked}"
+    );
+    // A forged pass is refused by the verifier, with its reason.
+    let forged = format!("{}AAAA", &pass[..pass.len() - 4]);
+    let refused = run_paygress(
+        &[
+            "lease",
+            "show",
+            &forged,
+            "--verifier",
+            &stack.verifier_url(),
+        ],
+        &[],
+    );
+    assert!(!refused.status.success(), "{}", describe(&refused));
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("pass_invalid"),
+        "{}",
+        describe(&refused)
+    );
+
+    // A kept pass under a key the gateway has retired: `pay` forgets it
+    // and buys a new lease, rather than failing on it until it expires.
+    let (_, claims) = pass::decode_unverified(&pass).expect("the kept pass reads");
+    let retired = pass::sign(
+        &claims,
+        &fixture::pass_key(
+            fixture::RETIRED_PASS_KEY_ID,
+            fixture::RETIRED_PASS_KEY_SECRET,
+        ),
+    );
+    let store_path = payer.path().join("payer/passes.json");
+    let text = std::fs::read_to_string(&store_path).expect("passes.json");
+    std::fs::write(&store_path, text.replace(&pass, &retired)).expect("passes.json");
+    let renewed = run_paygress(&["pay", &url, "--data-dir", &payer_dir], &[]);
+    assert!(renewed.status.success(), "{}", describe(&renewed));
+    let stderr = String::from_utf8_lossy(&renewed.stderr);
+    assert!(
+        stderr.contains("refused as invalid") && stderr.contains("stored a new pass"),
+        "{}",
+        describe(&renewed)
+    );
+    assert_eq!(balance(), 100 - 2 * fixture::COMPUTE);
+    let text = std::fs::read_to_string(&store_path).expect("passes.json");
+    assert!(
+        !text.contains(&retired),
+        "the retired pass is still kept: {text}"
+    );
 }
 
 /// Every spelling of the catalogue (`common::spellings`), sent byte for byte

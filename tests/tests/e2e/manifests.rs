@@ -13,6 +13,12 @@
 //! the mesh normalises paths; every sold service is reachable only from the
 //! proxies that ask Paygress; the verifier reaches only DNS, its mints and
 //! the API server, and mounts no API token while pod provisioning is off.
+//!
+//! And the pass keys: the verifier and the Istio gateway read the key that
+//! signs and checks lease passes from the Secret `paygress-pass-keys`, the
+//! WasmPlugin hands it to the filter from the gateway's environment, and no
+//! manifest carries a secret inline (the shipped Secret's placeholder is not
+//! a usable key).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -26,6 +32,7 @@ use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use paygress_core::lease::{compile_keys, PassKeyConfig};
 use paygress_core::Config;
 use paygress_tests::tools;
 use serde::de::DeserializeOwned;
@@ -36,13 +43,24 @@ use serde_json::Value;
 const ISTIO_VERIFIER_CLUSTER: &str =
     "outbound|8080||paygress-auth.paygress-system.svc.cluster.local";
 /// The headers the verifier sets on a grant.
-const GRANT_HEADERS: [&str; 5] = [
+const GRANT_HEADERS: [&str; 6] = [
     "X-Payment-Verified",
     "X-Payment-Amount",
     "X-Payment-Tier",
     "X-User-ID",
     "X-Provisioned-Pod",
+    "X-Paygress-Lease",
 ];
+/// The variable that holds the pass key's secret, in the verifier's and the
+/// Istio gateway's environment.
+const PASS_KEY_ENV: &str = "PAYGRESS_PASS_KEY";
+/// The Secret (and its key) that the variable comes from.
+const PASS_KEY_SECRET: &str = "paygress-pass-keys";
+const PASS_KEY_SECRET_KEY: &str = "current";
+/// A well-formed pass key secret (32 bytes, base64) that the tests put in
+/// the variables that the manifests wire from a Secret or the host, so that
+/// a config naming them compiles as it would in the cluster.
+const TEST_PASS_KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 
 /// One YAML document of the repository, as JSON.
 #[derive(Debug, Clone)]
@@ -196,14 +214,53 @@ fn strings(values: &[Value]) -> Vec<String> {
         .collect()
 }
 
-/// A valid Paygress config (paygress-core's own parser and validation).
-fn paygress_config(json: &Value, at: &str) -> Config {
+/// A valid Paygress config (paygress-core's own parser and validation),
+/// with `wired` the environment variables that the manifest gives the
+/// process (from a Secret, or the host's): each holds a test key, every
+/// other variable is unset, so a `secret_env` naming a variable that is not
+/// wired is refused as it would be in the cluster.
+fn paygress_config(json: &Value, at: &str, wired: &[String]) -> Config {
     let config = Config::from_value(json.clone())
         .unwrap_or_else(|err| panic!("{at}: not a Paygress config: {err}"));
+    let env = |name: &str| {
+        wired
+            .iter()
+            .any(|w| w == name)
+            .then(|| TEST_PASS_KEY.to_string())
+    };
     config
-        .compile()
+        .compile_with_env(&env)
         .unwrap_or_else(|err| panic!("{at}: invalid Paygress config: {err}"));
     config
+}
+
+/// The variables a WasmPlugin hands its filter from the host
+/// (`vmConfig.env` with `valueFrom: HOST`).
+fn wasm_host_env(doc: &Doc) -> Vec<String> {
+    doc.value["spec"]["vmConfig"]["env"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or(&[])
+        .iter()
+        .filter(|e| e["valueFrom"] == "HOST")
+        .filter_map(|e| e["name"].as_str().map(str::to_string))
+        .collect()
+}
+
+/// The variables a container takes from a Secret (`secretKeyRef`).
+fn secret_env(container: &k8s_openapi::api::core::v1::Container) -> Vec<String> {
+    container
+        .env
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|e| {
+            e.value_from
+                .as_ref()
+                .is_some_and(|v| v.secret_key_ref.is_some())
+        })
+        .map(|e| e.name)
+        .collect()
 }
 
 // ---------------------------------------------------------------------------
@@ -235,7 +292,7 @@ fn check_wasm_plugin(doc: &Doc) {
     if let Some(t) = spec.get("type") {
         assert_eq!(t, "HTTP", "{}", doc.at());
     }
-    let config = paygress_config(&spec["pluginConfig"], &doc.at());
+    let config = paygress_config(&spec["pluginConfig"], &doc.at(), &wasm_host_env(doc));
     assert_eq!(
         config.verifier.cluster,
         ISTIO_VERIFIER_CLUSTER,
@@ -300,8 +357,45 @@ fn check_middleware(doc: &Doc) {
             "{}: authRequestHeaders must list the token headers and never X-Original-URL",
             doc.at()
         );
+        // Leases: the pass reaches the verifier (header, Bearer, cookie),
+        // the cookies go upstream without it, and the pass cookie of a
+        // grant reaches the client.
+        for header in ["X-Paygress-Pass", "Cookie"] {
+            assert!(
+                request.iter().any(|h| h.eq_ignore_ascii_case(header)),
+                "{}: authRequestHeaders lacks {header}: the verifier cannot see the pass",
+                doc.at()
+            );
+        }
+        assert!(
+            response.iter().any(|h| h.eq_ignore_ascii_case("Cookie")),
+            "{}: authResponseHeaders lacks Cookie: the pass cookie would reach the upstream",
+            doc.at()
+        );
+        let cookies = strings(
+            fa["addAuthCookiesToResponse"]
+                .as_array()
+                .map(Vec::as_slice)
+                .unwrap_or(&[]),
+        );
+        assert!(
+            cookies.iter().any(|c| c == "paygress_pass"),
+            "{}: addAuthCookiesToResponse lacks paygress_pass: a lease bought through \
+             Traefik would hand the client no pass",
+            doc.at()
+        );
     } else if let Some(headers) = spec.get("headers") {
         assert!(headers["customRequestHeaders"].is_object(), "{}", doc.at());
+        if doc.name() == "paygress-strip-x-cashu" {
+            for header in ["X-Cashu", "X-Paygress-Pass"] {
+                assert_eq!(
+                    headers["customRequestHeaders"][header],
+                    "",
+                    "{}: {header} must be removed before the upstream",
+                    doc.at()
+                );
+            }
+        }
     } else {
         panic!("{}: unexpected Middleware type {:?}", doc.at(), spec.keys());
     }
@@ -463,6 +557,35 @@ fn check_istio_operator(doc: &Doc) {
             "{}: the token must reach the verifier",
             doc.at()
         );
+        // Leases: the pass (header, Bearer, cookie) reaches the verifier;
+        // on a grant the cookies go upstream without the pass's, and a pass
+        // sold or extended goes to the client.
+        for header in ["authorization", "x-paygress-pass", "cookie"] {
+            assert!(
+                check.iter().any(|h| h.eq_ignore_ascii_case(header)),
+                "{}: includeRequestHeadersInCheck lacks {header}",
+                doc.at()
+            );
+        }
+        assert!(
+            up.iter().any(|h| h.eq_ignore_ascii_case("cookie")),
+            "{}: headersToUpstreamOnAllow lacks cookie: the pass cookie would reach the upstream",
+            doc.at()
+        );
+        let down_on_allow = strings(
+            http["headersToDownstreamOnAllow"]
+                .as_array()
+                .map(Vec::as_slice)
+                .unwrap_or(&[]),
+        );
+        for header in ["x-paygress-pass", "set-cookie"] {
+            assert!(
+                down_on_allow.iter().any(|h| h.eq_ignore_ascii_case(header)),
+                "{}: headersToDownstreamOnAllow lacks {header}: a lease bought here would hand \
+                 the client no pass",
+                doc.at()
+            );
+        }
     }
 }
 
@@ -702,6 +825,7 @@ fn the_verifier_deployment_is_hardened_and_wired() {
     let verifier_config = paygress_config(
         &serde_json::from_str(&text).unwrap_or_else(|err| panic!("{file} is not JSON: {err}")),
         &format!("ConfigMap {config_map_name} {file}"),
+        &secret_env(container),
     );
     let (data_mount, data_volume) = volume_for(&data_dir);
     assert_ne!(
@@ -828,7 +952,11 @@ fn the_verifier_deployment_is_hardened_and_wired() {
 
     // The WasmPlugin's filter config sells the same things as the verifier.
     let plugin = find(&docs, "WasmPlugin", "paygress");
-    let plugin_config = paygress_config(&plugin.value["spec"]["pluginConfig"], &plugin.at());
+    let plugin_config = paygress_config(
+        &plugin.value["spec"]["pluginConfig"],
+        &plugin.at(),
+        &wasm_host_env(plugin),
+    );
     assert_eq!(
         plugin_config.mints, verifier_config.mints,
         "WasmPlugin and verifier accept the same mints"
@@ -840,6 +968,10 @@ fn the_verifier_deployment_is_hardened_and_wired() {
     assert_eq!(plugin_config.free_paths, verifier_config.free_paths);
     assert_eq!(plugin_config.default_amount, verifier_config.default_amount);
     assert_eq!(plugin_config.unit, verifier_config.unit);
+    assert_eq!(
+        plugin_config.pass_keys, verifier_config.pass_keys,
+        "WasmPlugin and verifier check passes with the same keys"
+    );
 }
 
 #[test]
@@ -860,9 +992,9 @@ fn every_ingress_path_asks_the_verifier() {
     );
     assert_eq!(annotation(&paid, "auth-method").as_deref(), Some("GET"));
     let response_headers = annotation(&paid, "auth-response-headers").unwrap_or_default();
-    for header in GRANT_HEADERS {
+    for header in GRANT_HEADERS.iter().chain(&["Cookie"]) {
         assert!(
-            response_headers.split(',').any(|h| h.trim() == header),
+            response_headers.split(',').any(|h| h.trim() == *header),
             "auth-response-headers lacks {header}"
         );
     }
@@ -1522,5 +1654,303 @@ fn the_verifier_mounts_an_api_token_only_to_provision_pods() {
                 doc.at()
             );
         }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Pass keys: from a Secret (or the gateway's environment), never inline.
+
+/// The variable `name` of a container: from the Secret `paygress-pass-keys`,
+/// key `current`, and never a literal value.
+fn assert_from_pass_key_secret(env: &[Value], name: &str, optional_ok: bool, at: &str) {
+    let var = env
+        .iter()
+        .find(|e| e["name"] == name)
+        .unwrap_or_else(|| panic!("{at}: {name} is not set"));
+    assert!(
+        var.get("value").is_none(),
+        "{at}: {name} has a literal value: the pass key must come from a Secret"
+    );
+    let reference = &var["valueFrom"]["secretKeyRef"];
+    assert_eq!(
+        reference["name"], PASS_KEY_SECRET,
+        "{at}: {name} comes from the Secret {PASS_KEY_SECRET}"
+    );
+    assert_eq!(
+        reference["key"], PASS_KEY_SECRET_KEY,
+        "{at}: {name} comes from the key {PASS_KEY_SECRET_KEY} of {PASS_KEY_SECRET}"
+    );
+    if !optional_ok {
+        assert_ne!(
+            reference["optional"],
+            Value::Bool(true),
+            "{at}: {name} is required (the config sells a lease)"
+        );
+    }
+}
+
+/// The shipped Secret `paygress-pass-keys` in `namespace` exists, has the
+/// key `current`, and holds a placeholder that is not a usable key (no real
+/// key is committed; a verifier given it refuses to start).
+fn assert_placeholder_secret(docs: &[Doc], namespace: &str) {
+    let doc = find_in(docs, "Secret", namespace, PASS_KEY_SECRET)
+        .unwrap_or_else(|| panic!("no Secret {namespace}/{PASS_KEY_SECRET} (the pass key)"));
+    let secret: Secret = typed(doc);
+    let value = secret
+        .string_data
+        .as_ref()
+        .and_then(|d| d.get(PASS_KEY_SECRET_KEY).cloned())
+        .or_else(|| {
+            secret
+                .data
+                .as_ref()
+                .and_then(|d| d.get(PASS_KEY_SECRET_KEY))
+                .map(|b| String::from_utf8_lossy(&b.0).into_owned())
+        })
+        .unwrap_or_else(|| panic!("{}: no key {PASS_KEY_SECRET_KEY}", doc.at()));
+    let as_key = PassKeyConfig {
+        id: "k1".into(),
+        secret: Some(value.clone()),
+        secret_env: None,
+    };
+    assert!(
+        compile_keys(&[as_key], &|_| None).is_err(),
+        "{}: {PASS_KEY_SECRET_KEY} holds a usable pass key: commit a placeholder, never a key",
+        doc.at()
+    );
+    assert!(
+        value.contains("REPLACE") && value.contains("/dev/urandom"),
+        "{}: the placeholder should say how to make a key: {value:?}",
+        doc.at()
+    );
+}
+
+/// Every `pass_keys` in `value` (any depth, JSON text in strings too): each
+/// key names its secret by `secret_env`, none carries `secret`. Returns
+/// the variables named.
+fn pass_key_envs(value: &Value, at: &str, found: &mut Vec<String>) {
+    match value {
+        Value::Object(map) => {
+            if let Some(keys) = map.get("pass_keys") {
+                for key in keys.as_array().map(Vec::as_slice).unwrap_or(&[]) {
+                    assert!(
+                        key.get("secret").is_none(),
+                        "{at}: a pass key with an inline `secret` ({}): name a variable with \
+                         `secret_env` and fill it from a Secret",
+                        key["id"]
+                    );
+                    let var = key["secret_env"].as_str().unwrap_or_else(|| {
+                        panic!("{at}: pass key {} has no secret_env", key["id"])
+                    });
+                    found.push(var.to_string());
+                }
+            }
+            for child in map.values() {
+                pass_key_envs(child, at, found);
+            }
+        }
+        Value::Array(items) => {
+            for child in items {
+                pass_key_envs(child, at, found);
+            }
+        }
+        Value::String(text) => {
+            let trimmed = text.trim_start();
+            if trimmed.starts_with('{') || trimmed.starts_with('[') {
+                if let Ok(inner) = serde_json::from_str::<Value>(text) {
+                    pass_key_envs(&inner, at, found);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Every object in `value` (any depth) that sets the variable `name` with a
+/// literal `value` (a container's `env`, a WasmPlugin's `vmConfig.env`).
+fn literal_values<'a>(value: &'a Value, names: &[String], found: &mut Vec<&'a Value>) {
+    match value {
+        Value::Object(map) => {
+            let named = map
+                .get("name")
+                .and_then(Value::as_str)
+                .is_some_and(|n| names.iter().any(|x| x == n));
+            if named && map.contains_key("value") {
+                found.push(value);
+            }
+            for child in map.values() {
+                literal_values(child, names, found);
+            }
+        }
+        Value::Array(items) => {
+            for child in items {
+                literal_values(child, names, found);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The verifier and the Istio gateway read the pass key from the Secret
+/// `paygress-pass-keys`; the WasmPlugin hands it to the filter from the
+/// gateway's environment (`valueFrom: HOST`); the configs name it with
+/// `secret_env`; and no manifest carries a pass key's secret.
+#[test]
+fn the_pass_key_comes_from_a_secret_and_never_sits_in_a_manifest() {
+    let docs = documents();
+
+    // The verifier: its config sells a lease, and names its keys.
+    let doc = find(&docs, "Deployment", "paygress-auth");
+    let containers = array_at(doc, "/spec/template/spec/containers");
+    assert_eq!(containers.len(), 1, "{}", doc.at());
+    let env = containers[0]["env"].as_array().cloned().unwrap_or_default();
+    assert_from_pass_key_secret(&env, PASS_KEY_ENV, false, &doc.at());
+    let config_map = find_in(&docs, "ConfigMap", "paygress-system", "paygress-config")
+        .unwrap_or_else(|| panic!("no ConfigMap paygress-system/paygress-config"));
+    let text = str_at(config_map, "/data/config.json");
+    let config: Value = serde_json::from_str(text)
+        .unwrap_or_else(|err| panic!("{}: config.json: {err}", config_map.at()));
+    assert!(
+        config["tiers"]
+            .as_array()
+            .is_some_and(|t| t.iter().any(|t| t["lease"]["seconds"].is_u64())),
+        "{}: the example config sells no lease",
+        config_map.at()
+    );
+    let mut named = Vec::new();
+    pass_key_envs(&config, &config_map.at(), &mut named);
+    assert_eq!(
+        named,
+        [PASS_KEY_ENV],
+        "{}: the verifier's pass key",
+        config_map.at()
+    );
+    for var in &named {
+        let from_secret = env
+            .iter()
+            .any(|e| e["name"] == var.as_str() && e["valueFrom"]["secretKeyRef"].is_object());
+        assert!(
+            from_secret,
+            "{}: {var} (a pass key's secret_env) is not filled from a Secret",
+            doc.at()
+        );
+    }
+    assert_placeholder_secret(&docs, "paygress-system");
+
+    // The WasmPlugin: the filter reads the same variable from the host.
+    let plugin = find(&docs, "WasmPlugin", "paygress");
+    let vm_env = array_at(plugin, "/spec/vmConfig/env");
+    assert!(
+        vm_env
+            .iter()
+            .any(|e| e["name"] == PASS_KEY_ENV && e["valueFrom"] == "HOST"),
+        "{}: vmConfig.env must hand the filter {PASS_KEY_ENV} from the host \
+         (`valueFrom: HOST`)",
+        plugin.at()
+    );
+    let mut plugin_named = Vec::new();
+    pass_key_envs(
+        &plugin.value["spec"]["pluginConfig"],
+        &plugin.at(),
+        &mut plugin_named,
+    );
+    assert_eq!(plugin_named, named, "{}: the verifier's keys", plugin.at());
+    let host = wasm_host_env(plugin);
+    for var in &plugin_named {
+        assert!(
+            host.contains(var),
+            "{}: {var} is named by pass_keys but not handed to the filter from the host",
+            plugin.at()
+        );
+    }
+
+    // The gateway it selects gets the variable from the Secret in its
+    // namespace (istioctl: the IstioOperator's gateway component).
+    let gateway = docs
+        .iter()
+        .filter(|d| d.kind() == "IstioOperator")
+        .flat_map(|d| {
+            d.value["spec"]["components"]["ingressGateways"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .map(move |g| (d.at(), g))
+        })
+        .find(|(_, g)| g["name"] == "istio-ingressgateway")
+        .unwrap_or_else(|| panic!("no IstioOperator gives the ingress gateway its {PASS_KEY_ENV}"));
+    let (at, gateway) = gateway;
+    let gateway_env = gateway["k8s"]["env"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    // Optional there: the ext-authz mode needs no key in the gateway.
+    assert_from_pass_key_secret(&gateway_env, PASS_KEY_ENV, true, &at);
+    let namespace = gateway["namespace"].as_str().unwrap_or("istio-system");
+    assert_placeholder_secret(&docs, namespace);
+
+    // Nowhere a secret: no inline `secret` in any pass_keys (ConfigMaps,
+    // pluginConfig, PAYGRESS_PASS_KEYS values), and no literal value for a
+    // variable that holds one.
+    let mut all_named = Vec::new();
+    for doc in &docs {
+        pass_key_envs(&doc.value, &doc.at(), &mut all_named);
+    }
+    all_named.push(PASS_KEY_ENV.to_string());
+    all_named.sort();
+    all_named.dedup();
+    for doc in &docs {
+        let mut literal = Vec::new();
+        literal_values(&doc.value, &all_named, &mut literal);
+        assert!(
+            literal.is_empty(),
+            "{}: a pass key's secret given as a literal value: {literal:?}",
+            doc.at()
+        );
+    }
+}
+
+/// The ext-authz EnvoyFilter of the Istio gateway removes a client's
+/// `X-Paygress-Lease` before ext_authz (with the other reserved headers),
+/// and the pass header after it (once the verifier has read it).
+#[test]
+fn the_istio_ext_authz_filters_keep_the_lease_header_reserved_and_the_pass_from_the_upstream() {
+    let docs = documents();
+    let doc = find(&docs, "EnvoyFilter", "paygress-headers");
+    let mut before = Vec::new();
+    let mut after = Vec::new();
+    for patch in array_at(doc, "/spec/configPatches") {
+        let removed: Vec<String> = patch["patch"]["value"]["typed_config"]["mutations"]
+            ["request_mutations"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
+            .iter()
+            .filter_map(|m| m["remove"].as_str().map(str::to_string))
+            .collect();
+        match patch["patch"]["operation"].as_str() {
+            Some("INSERT_BEFORE") => before.extend(removed),
+            Some("INSERT_AFTER") => after.extend(removed),
+            other => panic!("{}: unexpected operation {other:?}", doc.at()),
+        }
+    }
+    for header in ["x-user-id", "x-provisioned-pod", "x-paygress-lease"] {
+        assert!(
+            before.iter().any(|h| h == header),
+            "{}: a client's {header} must be removed before ext_authz",
+            doc.at()
+        );
+    }
+    for header in ["x-cashu", "x-paygress-pass"] {
+        assert!(
+            after.iter().any(|h| h == header),
+            "{}: {header} must be removed after ext_authz has read it",
+            doc.at()
+        );
+        assert!(
+            !before.iter().any(|h| h == header),
+            "{}: {header} removed before ext_authz: the verifier would never see it",
+            doc.at()
+        );
     }
 }

@@ -370,6 +370,14 @@ impl PassStore {
             .max_by_key(|p| (p.path.len(), p.expires_at))
     }
 
+    /// Forgets a pass (the gateway refused it as invalid: a retired key);
+    /// whether it was kept.
+    pub fn forget(&mut self, pass: &str) -> bool {
+        let before = self.passes.len();
+        self.passes.retain(|p| p.pass != pass);
+        self.passes.len() != before
+    }
+
     /// Keeps `entry`, replacing the pass of the same origin and path;
     /// whether it was new (`false`: that very pass was already kept).
     pub fn insert(&mut self, entry: StoredPass) -> bool {

@@ -167,22 +167,52 @@ pub async fn pay(
     })?;
     let wallet_unit = canonical_unit(&options.unit);
     // A pass given with -H is used as it is; else a kept one, if any.
+    let mut kept = None;
     if !presents_pass(&headers) {
         if let Some((value, message)) = kept_pass_for(data_dir, &start) {
             eprintln!("{message}");
-            headers.insert(X_PAYGRESS_PASS, value);
+            headers.insert(X_PAYGRESS_PASS, value.clone());
+            kept = Some(value);
         }
     }
 
-    let first = send_following(
+    let mut first = send_following(
         &client,
-        method,
-        start,
-        headers,
+        method.clone(),
+        start.clone(),
+        headers.clone(),
         CrossOrigin::DropCredentials,
     )
     .await
     .with_context(|| format!("requesting {url}"))?;
+    if let Some(value) = kept {
+        if first.response.status() == StatusCode::BAD_REQUEST {
+            // A kept pass under a key the gateway retired is refused as
+            // pass_invalid: forget it and ask again without it. (Any other
+            // 400 is printed as it came.)
+            let status = first.response.status();
+            let answer_headers = first.response.headers().clone();
+            let body = first.response.text().await.context("reading the body")?;
+            if body_code(&body).as_deref() != Some("pass_invalid") {
+                return Ok(render(status, &answer_headers, &body, None));
+            }
+            forget_pass(data_dir, &String::from_utf8_lossy(value.as_bytes()));
+            eprintln!(
+                "paygress pay: the kept pass was refused as invalid (pass_invalid): forgotten; \
+                 asking again without it"
+            );
+            headers.remove(X_PAYGRESS_PASS);
+            first = send_following(
+                &client,
+                method,
+                start,
+                headers,
+                CrossOrigin::DropCredentials,
+            )
+            .await
+            .with_context(|| format!("requesting {url}"))?;
+        }
+    }
     keep_pass(data_dir, &first.url, first.response.headers());
     if first.response.status() != StatusCode::PAYMENT_REQUIRED {
         return print(first.response, None).await;
@@ -652,12 +682,19 @@ fn parse_headers(extra: &[String]) -> Result<HeaderMap> {
 
 async fn print(resp: reqwest::Response, paid: Option<u64>) -> Result<PayOutcome> {
     let status = resp.status();
+    let headers = resp.headers().clone();
+    let body = resp.text().await.context("reading the body")?;
+    Ok(render(status, &headers, &body, paid))
+}
+
+/// An answer as `pay` prints it: status line, headers, blank line, body.
+fn render(status: StatusCode, headers: &HeaderMap, body: &str, paid: Option<u64>) -> PayOutcome {
     let mut out = format!(
         "HTTP {} {}\n",
         status.as_u16(),
         status.canonical_reason().unwrap_or("")
     );
-    for (name, value) in resp.headers() {
+    for (name, value) in headers {
         out.push_str(&format!(
             "{}: {}\n",
             name,
@@ -665,16 +702,35 @@ async fn print(resp: reqwest::Response, paid: Option<u64>) -> Result<PayOutcome>
         ));
     }
     out.push('\n');
-    let body = resp.text().await.context("reading the body")?;
-    out.push_str(&body);
+    out.push_str(body);
     if !body.ends_with('\n') && !body.is_empty() {
         out.push('\n');
     }
-    Ok(PayOutcome {
+    PayOutcome {
         status: status.as_u16(),
         printed: out,
         paid,
-    })
+    }
+}
+
+/// The `code` of a JSON refusal body.
+fn body_code(body: &str) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_str(body).ok()?;
+    value.get("code")?.as_str().map(str::to_string)
+}
+
+/// Forgets a kept pass; a failure is said on stderr.
+fn forget_pass(data_dir: &Path, pass: &str) {
+    let result = PassStore::load(data_dir).and_then(|mut store| {
+        if store.forget(pass) {
+            store.save(data_dir, lease_cmd::unix_now())
+        } else {
+            Ok(())
+        }
+    });
+    if let Err(e) = result {
+        eprintln!("paygress pay: cannot forget the refused pass: {e}");
+    }
 }
 
 #[cfg(test)]

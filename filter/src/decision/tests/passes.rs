@@ -257,10 +257,43 @@ fn forged_truncated_or_missigned_passes_are_invalid() {
         let v = p.on_request_headers(&request("/compute", &[("x-paygress-pass", bad)]), NOW);
         assert_pass_invalid(&v, what);
     }
-    // In the cookie too.
+    // None of them clears a cookie it did not come in.
+    let v = p.on_request_headers(
+        &request("/compute", &[("x-paygress-pass", &forged[0])]),
+        NOW,
+    );
+    let Decision::LocalReply(reply) = &v.decision else {
+        panic!("{v:?}")
+    };
+    assert!(!reply.headers.iter().any(|(n, _)| n == "set-cookie"));
+    // In the cookie too: then the answer tells the browser to drop it (on
+    // the path it was set for), or it would come back until it expired.
     let cookie = format!("paygress_pass={}", forged[0]);
-    let v = p.on_request_headers(&request("/compute", &[("cookie", &cookie)]), NOW);
-    assert_pass_invalid(&v, "forged cookie");
+    for (path, scheme, want) in [
+        (
+            "/compute/job",
+            "http",
+            "paygress_pass=; Path=/compute; Max-Age=0; HttpOnly; SameSite=Lax",
+        ),
+        (
+            "/compute",
+            "https",
+            "paygress_pass=; Path=/compute; Max-Age=0; HttpOnly; SameSite=Lax; Secure",
+        ),
+    ] {
+        let mut headers = request(path, &[("cookie", &cookie)]);
+        for (name, value) in headers.iter_mut() {
+            if name == ":scheme" {
+                *value = scheme.as_bytes().to_vec();
+            }
+        }
+        let v = p.on_request_headers(&headers, NOW);
+        assert_pass_invalid(&v, "forged cookie");
+        let Decision::LocalReply(reply) = &v.decision else {
+            panic!("{v:?}")
+        };
+        assert_eq!(header(&reply.headers, "set-cookie"), Some(want), "{path}");
+    }
 }
 
 #[test]
@@ -490,12 +523,29 @@ fn a_pass_with_a_token_goes_to_the_verifier_and_the_new_pass_comes_back() {
     assert!(cookie.ends_with("; Secure"), "{cookie}");
     assert!(cookie.contains("; Path=/compute;"), "{cookie}");
 
-    // A pass that does not verify here (forged, expired, of an unknown
-    // tier) is not handed out; the grant itself stands.
+    // The verifier sold the lease: a pass this proxy cannot check (a key it
+    // lacks mid-rotation, a clock behind the verifier's) still goes to the
+    // client who paid.
     let forged = format!("{}x", &renewed[..renewed.len() - 1]);
     let stale = pass_for(&p, "compute", NOW);
+    for unchecked in [forged.as_str(), stale.as_str()] {
+        let v = granted(pending, unchecked);
+        let Decision::Continue {
+            response_headers, ..
+        } = &v.decision
+        else {
+            panic!("expected continue, got {:?}", v.decision);
+        };
+        assert_eq!(
+            header(response_headers, "x-paygress-pass"),
+            Some(unchecked),
+            "{unchecked}"
+        );
+    }
+    // One that cannot be read, or names a tier this proxy does not know,
+    // is not handed out; the grant itself stands.
     let unknown_tier = pass_for(&p, "gone", EXPIRES);
-    for bad in [forged.as_str(), stale.as_str(), unknown_tier.as_str(), ""] {
+    for bad in [unknown_tier.as_str(), "", "p1.k1.not-json.AAAA"] {
         let v = granted(pending, bad);
         assert_eq!(v.counters, &[Counter::Granted], "{bad}");
         let Decision::Continue {
