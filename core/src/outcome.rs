@@ -29,11 +29,14 @@ pub enum ErrorCode {
     MalformedRequest,
     /// A pass that is forged, altered, under an unknown key or unreadable.
     PassInvalid,
+    /// The lease's pod could not be provisioned after the token was
+    /// redeemed; its value goes back to the client as a refund.
+    ProvisioningFailed,
 }
 
 impl ErrorCode {
     /// Every code, for tables and tests.
-    pub const ALL: [ErrorCode; 10] = [
+    pub const ALL: [ErrorCode; 11] = [
         ErrorCode::MalformedToken,
         ErrorCode::MintNotAccepted,
         ErrorCode::UnitMismatch,
@@ -44,6 +47,7 @@ impl ErrorCode {
         ErrorCode::VerifierUnavailable,
         ErrorCode::MalformedRequest,
         ErrorCode::PassInvalid,
+        ErrorCode::ProvisioningFailed,
     ];
 
     /// The code as it appears in the JSON body.
@@ -59,6 +63,7 @@ impl ErrorCode {
             ErrorCode::VerifierUnavailable => "verifier_unavailable",
             ErrorCode::MalformedRequest => "malformed_request",
             ErrorCode::PassInvalid => "pass_invalid",
+            ErrorCode::ProvisioningFailed => "provisioning_failed",
         }
     }
 
@@ -78,7 +83,9 @@ impl ErrorCode {
             | ErrorCode::TokenInvalid
             | ErrorCode::MalformedRequest
             | ErrorCode::PassInvalid => 400,
-            ErrorCode::MintUnavailable | ErrorCode::VerifierUnavailable => 503,
+            ErrorCode::MintUnavailable
+            | ErrorCode::VerifierUnavailable
+            | ErrorCode::ProvisioningFailed => 503,
         }
     }
 }

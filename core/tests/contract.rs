@@ -307,6 +307,7 @@ fn codes_and_statuses_are_those_of_the_contract() {
         ("verifier_unavailable", 503),
         ("malformed_request", 400),
         ("pass_invalid", 400),
+        ("provisioning_failed", 503),
     ];
     assert_eq!(ErrorCode::ALL.len(), want.len());
     for (code, (name, status)) in ErrorCode::ALL.iter().zip(want) {

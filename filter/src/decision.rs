@@ -454,12 +454,18 @@ impl Plugin {
                 decision: Decision::LocalReply(self.relay(pending, status, &answer, response)),
                 counters: &[Counter::VerifierRefused],
             },
-            // The verifier answered: a mint it cannot reach, or a verifier
-            // too busy (with `Retry-After`), is relayed, not a failure.
+            // The verifier answered: a mint it cannot reach, a verifier too
+            // busy (with `Retry-After`), or a pod it could not provision
+            // (with the client's refund in the body) is relayed, not a
+            // failure.
             Some(503)
                 if matches!(
                     relayable_body(response).and_then(body_code),
-                    Some(ErrorCode::MintUnavailable | ErrorCode::VerifierUnavailable)
+                    Some(
+                        ErrorCode::MintUnavailable
+                            | ErrorCode::VerifierUnavailable
+                            | ErrorCode::ProvisioningFailed
+                    )
                 ) =>
             {
                 Verdict {

@@ -24,12 +24,15 @@
 //! | `PAYGRESS_MAX_REDEMPTIONS` | redemptions in flight at once (more: `503`, `Retry-After`) |
 //! | `PAYGRESS_REPLICA_ID` | this replica's id (default: the data dir's, then `HOSTNAME`) |
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use paygress_core::{CompiledConfig, Config, ConfigError};
 use serde_json::{Map, Value};
 use thiserror::Error;
+
+use crate::pods::PodTemplate;
 
 /// The default namespace of provisioned pods.
 pub const DEFAULT_POD_NAMESPACE: &str = "default";
@@ -61,6 +64,9 @@ pub struct PodSettings {
 pub struct Settings {
     /// The shared config, compiled by paygress-core.
     pub config: CompiledConfig,
+    /// The pods of the tiers that have one (by tier id), validated and
+    /// completed; provisioned only with `ENABLE_POD_PROVISIONING=true`.
+    pub pod_templates: HashMap<String, PodTemplate>,
     pub pods: PodSettings,
     /// The longest a redemption waits for the mint before answering 503.
     pub mint_timeout: Duration,
@@ -95,6 +101,8 @@ pub enum SettingsError {
     },
     #[error(transparent)]
     Config(#[from] ConfigError),
+    #[error(transparent)]
+    Pod(#[from] crate::pods::TemplateError),
 }
 
 /// A source of environment variables (the process environment, or a map in
@@ -127,9 +135,17 @@ pub fn load(path: Option<&Path>, env: &dyn EnvSource) -> Result<Settings, Settin
         None => Map::new(),
     };
     apply_overrides(&mut doc, env)?;
-    let config = Config::from_value(Value::Object(doc))?.compile_with_env(&|name| env.var(name))?;
+    let parsed = Config::from_value(Value::Object(doc))?;
+    let config = parsed.compile_with_env(&|name| env.var(name))?;
+    let mut pod_templates = HashMap::new();
+    for (i, tier) in parsed.tiers.iter().enumerate() {
+        if let Some(pod) = &tier.pod {
+            pod_templates.insert(tier.id.clone(), PodTemplate::from_config(i, pod)?);
+        }
+    }
     Ok(Settings {
         config,
+        pod_templates,
         pods: PodSettings {
             enabled: env_bool(env, "ENABLE_POD_PROVISIONING")?.unwrap_or(false),
             namespace: env

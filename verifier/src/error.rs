@@ -43,6 +43,17 @@ pub enum AuthError {
         price: u64,
         refund: Option<String>,
     },
+    /// The lease's pod could not be provisioned after the swap; the value
+    /// received goes back to the client in `refund`.
+    #[error("provisioning failed: {message}")]
+    ProvisioningFailed {
+        message: String,
+        refund: Option<String>,
+    },
+    /// This token was refunded before (worth less than the price, or its
+    /// pod could not be provisioned): the same answer, the same refund.
+    #[error("refunded before")]
+    Refunded { code: ErrorCode, refund: String },
     /// The redemption did not finish within the request's deadline (or
     /// could not begin in time). Nothing is lost: the same token presented
     /// again is granted if the swap completed, and stays the client's if
@@ -83,6 +94,8 @@ impl AuthError {
             AuthError::AlreadySpent => ErrorCode::TokenAlreadySpent,
             AuthError::TokenInvalid(_) => ErrorCode::TokenInvalid,
             AuthError::ReceivedLess { .. } => ErrorCode::InsufficientAmount,
+            AuthError::ProvisioningFailed { .. } => ErrorCode::ProvisioningFailed,
+            AuthError::Refunded { code, .. } => *code,
             AuthError::DleqInvalid => ErrorCode::TokenInvalid,
             AuthError::MintUnavailable(_) | AuthError::Unfinished(_) => ErrorCode::MintUnavailable,
             AuthError::ShuttingDown
@@ -117,6 +130,16 @@ impl AuthError {
                 ),
                 None => format!("the mint gave {received} after its fees, price is {price}"),
             },
+            AuthError::ProvisioningFailed { message, refund } => match refund {
+                Some(_) => format!(
+                    "the lease's pod could not be provisioned ({message}); the payment is \
+                     returned in \"refund\""
+                ),
+                None => format!("the lease's pod could not be provisioned ({message})"),
+            },
+            AuthError::Refunded { .. } => {
+                "this token was refunded earlier: its value is in \"refund\"".into()
+            }
             AuthError::Unfinished(why) => format!(
                 "the payment could not be completed in time ({why}); present the same token \
                  again: it is accepted once if the mint redeemed it, and stays yours if not"
@@ -140,18 +163,31 @@ impl AuthError {
     /// `refund` when the client's payment is given back.
     pub fn body(&self) -> String {
         let body = paygress_core::outcome::rejection_body(self.code(), &self.client_message());
-        match self {
-            AuthError::ReceivedLess {
-                refund: Some(refund),
-                ..
-            } => match serde_json::from_str::<serde_json::Value>(&body) {
+        match self.refund() {
+            Some(refund) => match serde_json::from_str::<serde_json::Value>(&body) {
                 Ok(serde_json::Value::Object(mut map)) => {
-                    map.insert("refund".into(), serde_json::Value::String(refund.clone()));
+                    map.insert("refund".into(), serde_json::Value::String(refund.to_string()));
                     serde_json::Value::Object(map).to_string()
                 }
                 _ => body,
             },
-            _ => body,
+            None => body,
+        }
+    }
+
+    /// The refund token this answer gives back, if any.
+    pub fn refund(&self) -> Option<&str> {
+        match self {
+            AuthError::ReceivedLess {
+                refund: Some(refund),
+                ..
+            }
+            | AuthError::ProvisioningFailed {
+                refund: Some(refund),
+                ..
+            }
+            | AuthError::Refunded { refund, .. } => Some(refund),
+            _ => None,
         }
     }
 
@@ -222,14 +258,29 @@ mod tests {
             (AuthError::Busy, "verifier_unavailable"),
             (AuthError::Unfinished("x".into()), "mint_unavailable"),
             (AuthError::DleqInvalid, "token_invalid"),
+            (
+                AuthError::ProvisioningFailed {
+                    message: "403".into(),
+                    refund: Some("cashuBrefund".into()),
+                },
+                "provisioning_failed",
+            ),
+            (
+                AuthError::Refunded {
+                    code: ErrorCode::ProvisioningFailed,
+                    refund: "cashuBrefund".into(),
+                },
+                "provisioning_failed",
+            ),
         ] {
             assert_eq!(err.code().as_str(), code);
             assert_eq!(err.status(), err.code().status());
             assert_ne!(err.status(), 500);
             let body: serde_json::Value = serde_json::from_str(&err.body()).unwrap();
             assert_eq!(body["code"], code);
-            if let AuthError::ReceivedLess { refund, .. } = &err {
-                assert_eq!(body["refund"].as_str(), refund.as_deref());
+            assert_eq!(body["refund"].as_str(), err.refund());
+            if !matches!(err, AuthError::ReceivedLess { .. } | AuthError::ProvisioningFailed { .. } | AuthError::Refunded { .. }) {
+                assert!(err.refund().is_none());
             }
         }
     }

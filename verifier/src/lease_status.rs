@@ -3,7 +3,8 @@
 //!
 //! The answer is JSON: `lease`, `tier`, `payer`, `expires_at` (Unix
 //! seconds), `expires_at_rfc3339`, `seconds_left`, `expired`, `pod` (or
-//! null). An expired pass is answered too (a top-up extends it); a pass that
+//! null) and, with pod provisioning on, `pod_phase` (`Pending`, `Running`,
+//! …, or `Gone` when the pod no longer exists: deleted by hand, or reaped). An expired pass is answered too (a top-up extends it); a pass that
 //! is not genuine gets `400 pass_invalid`. When this verifier knows the lease
 //! to run later than the pass says (a top-up made with another pass), the
 //! answer carries a fresh `X-Paygress-Pass` for the later expiry.
@@ -26,6 +27,8 @@ pub struct LeaseStatus {
     pub seconds_left: u64,
     pub expired: bool,
     pub pod: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pod_phase: Option<String>,
 }
 
 impl LeaseStatus {
@@ -40,6 +43,7 @@ impl LeaseStatus {
             seconds_left: claims.expires_at.saturating_sub(now),
             expired: claims.expires_at <= now,
             pod: claims.pod.clone(),
+            pod_phase: None,
         }
     }
 }

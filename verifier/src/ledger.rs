@@ -45,7 +45,7 @@ impl From<rusqlite::Error> for LedgerError {
 }
 
 /// Where a token's redemption stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Entry {
     /// The swap began and its outcome is not recorded.
     Swapping,
@@ -53,8 +53,12 @@ pub enum Entry {
     Credited { received: u64 },
     /// Paid for a request.
     Granted { received: u64 },
-    /// Worth less than the price; refunded.
-    Refunded { received: u64 },
+    /// Worth less than the price, or its pod could not be provisioned:
+    /// refunded (with the answer's code and the refund token, when kept).
+    Refunded {
+        received: u64,
+        refund: Option<(String, String)>,
+    },
 }
 
 /// The ledger (one SQLite connection; every call is short).
@@ -79,6 +83,11 @@ impl Ledger {
                  received   INTEGER NOT NULL DEFAULT 0,
                  mint       TEXT NOT NULL,
                  updated_at INTEGER NOT NULL
+             );
+             CREATE TABLE IF NOT EXISTS refunds (
+                 token_key  BLOB PRIMARY KEY,
+                 code       TEXT NOT NULL,
+                 refund     TEXT NOT NULL
              );
              CREATE TABLE IF NOT EXISTS leases (
                  id         TEXT PRIMARY KEY,
@@ -121,7 +130,17 @@ impl Ledger {
             "swapping" => Ok(Some(Entry::Swapping)),
             "credited" => Ok(Some(Entry::Credited { received })),
             "granted" => Ok(Some(Entry::Granted { received })),
-            "refunded" => Ok(Some(Entry::Refunded { received })),
+            "refunded" => {
+                let refund: Option<(String, String)> = self.with(|c| {
+                    c.query_row(
+                        "SELECT code, refund FROM refunds WHERE token_key = ?1",
+                        params![key.as_slice()],
+                        |r| Ok((r.get(0)?, r.get(1)?)),
+                    )
+                    .optional()
+                })?;
+                Ok(Some(Entry::Refunded { received, refund }))
+            }
             other => Err(LedgerError(format!("unknown state {other:?}"))),
         }
     }
@@ -199,12 +218,12 @@ impl Ledger {
                     .as_ref()
                     .map_or_else(|| purchase.payer.clone(), |r| r.payer.clone()),
                 expires_at,
-                pod: recorded.and_then(|r| r.pod),
+                pod: purchase.pod.clone().or(recorded.and_then(|r| r.pod)),
             };
             tx.execute(
                 "INSERT INTO leases (id, tier, payer, expires_at, pod, created_at, updated_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)
-                 ON CONFLICT(id) DO UPDATE SET expires_at = ?4, updated_at = ?6",
+                 ON CONFLICT(id) DO UPDATE SET expires_at = ?4, pod = ?5, updated_at = ?6",
                 params![
                     record.id,
                     record.tier,
@@ -217,6 +236,19 @@ impl Ledger {
             tx.commit()?;
             Ok(Some((received, record)))
         })
+    }
+
+    /// The expiry a purchase would give its lease if `received` were
+    /// claimed now (what [`Ledger::claim_lease`] will compute, barring a
+    /// top-up in between): for the pod's annotation, written first.
+    pub fn expiry_after(&self, purchase: &LeasePurchase, received: u64) -> Result<u64, LedgerError> {
+        let recorded = self.lease(&purchase.id)?.map_or(0, |r| r.expires_at);
+        let bought = lease::bought_seconds(received, purchase.seconds, purchase.amount);
+        Ok(lease::extended(
+            purchase.now,
+            Some(purchase.known_expiry.max(recorded)),
+            bought,
+        ))
     }
 
     /// A lease as recorded here, if it is.
@@ -247,9 +279,26 @@ impl Ledger {
         self.settle_credit(key, "granted")
     }
 
-    /// Marks a credited token refunded.
-    pub fn refunded(&self, key: &[u8; 32]) -> Result<Option<u64>, LedgerError> {
-        self.settle_credit(key, "refunded")
+    /// Marks a credited token refunded, keeping the answer's code and the
+    /// refund token so that the same request retried gets the same refund.
+    pub fn refunded(
+        &self,
+        key: &[u8; 32],
+        code: &str,
+        refund: &str,
+    ) -> Result<Option<u64>, LedgerError> {
+        self.with(|c| {
+            let tx = c.unchecked_transaction()?;
+            let received = settle_in(&tx, key, "refunded")?;
+            if received.is_some() {
+                tx.execute(
+                    "INSERT OR REPLACE INTO refunds (token_key, code, refund) VALUES (?1, ?2, ?3)",
+                    params![key.as_slice(), code, refund],
+                )?;
+            }
+            tx.commit()?;
+            Ok(received)
+        })
     }
 
     /// Forgets a token whose swap did not happen (it stays the client's).
@@ -270,6 +319,11 @@ impl Ledger {
     pub fn prune(&self, age_secs: u64) -> Result<usize, LedgerError> {
         let cutoff = now().saturating_sub(i64::try_from(age_secs).unwrap_or(i64::MAX));
         self.with(|c| {
+            c.execute(
+                "DELETE FROM refunds WHERE token_key IN (SELECT token_key FROM redemptions
+                 WHERE state = 'refunded' AND updated_at < ?1)",
+                params![cutoff],
+            )?;
             c.execute(
                 "DELETE FROM redemptions
                  WHERE state IN ('granted', 'refunded') AND updated_at < ?1",
@@ -306,6 +360,8 @@ pub struct LeasePurchase {
     pub known_expiry: u64,
     /// Now, in Unix seconds.
     pub now: u64,
+    /// The lease's pod, when one was provisioned for it.
+    pub pod: Option<String>,
 }
 
 /// A lease as recorded.
@@ -442,6 +498,7 @@ mod tests {
             amount: 1000,
             known_expiry,
             now,
+            pod: None,
         }
     }
 
@@ -518,8 +575,16 @@ mod tests {
         assert_eq!(l.get(&key).unwrap(), None);
         l.begin(&key, "http://m").unwrap();
         l.credit(&key, "http://m", 5).unwrap();
-        assert_eq!(l.refunded(&key).unwrap(), Some(5));
+        assert_eq!(l.refunded(&key, "provisioning_failed", "cashuBr").unwrap(), Some(5));
         assert_eq!(l.claim(&key).unwrap(), None);
-        assert_eq!(l.get(&key).unwrap(), Some(Entry::Refunded { received: 5 }));
+        assert_eq!(
+            l.get(&key).unwrap(),
+            Some(Entry::Refunded {
+                received: 5,
+                refund: Some(("provisioning_failed".into(), "cashuBr".into()))
+            })
+        );
+        // Refunded once: a second refund of the same token is not recorded.
+        assert_eq!(l.refunded(&key, "x", "cashuBother").unwrap(), None);
     }
 }

@@ -22,6 +22,8 @@
 //! * [`mint`] — what the redeemer needs of a mint's wallet, as a trait;
 //! * [`error`] — the one refusal type, mapped to core's codes;
 //! * [`metrics`] — Prometheus text;
+//! * [`pods`] — pods for leases on the Kubernetes API: templates,
+//!   provisioning, the reaper;
 //! * [`server`] — the axum routes and the graceful shutdown;
 //! * [`commands`] — `wallet`, `token decode`, `lease show`, `pay`;
 //! * [`ids`] — fingerprints of tokens (lock keys, payer ids, log ids).
@@ -38,6 +40,7 @@ pub mod ingress;
 pub mod lease_status;
 pub mod ledger;
 pub mod metrics;
+pub mod pods;
 pub mod mint;
 pub mod redeem;
 pub mod seed;

@@ -17,6 +17,9 @@
 //! * `paygress_leases_total{kind}` — leases `sold` and `extended`;
 //! * `paygress_leases_live` — leases not yet ended, as of the last
 //!   settlement pass;
+//! * `paygress_pods_total{event}` — lease pods `provisioned`, `failed`
+//!   (provisioning failed after the swap), `refunded` (the client got its
+//!   value back) and `reaped`;
 //! * `paygress_redemptions_in_flight`, `paygress_mint_ready{mint}`.
 
 use std::collections::BTreeMap;
@@ -49,6 +52,7 @@ struct Inner {
     passes: BTreeMap<&'static str, u64>,
     leases: BTreeMap<&'static str, u64>,
     leases_live: u64,
+    pods: BTreeMap<&'static str, u64>,
 }
 
 /// The verifier's metrics. Cheap to update from many tasks.
@@ -81,6 +85,11 @@ impl Metrics {
     /// Counts one lease sold or extended.
     pub fn lease(&self, kind: &'static str) {
         self.with(|i| *i.leases.entry(kind).or_default() += 1);
+    }
+
+    /// Counts one pod event (provisioned, failed, refunded, reaped).
+    pub fn pod(&self, event: &'static str) {
+        self.with(|i| *i.pods.entry(event).or_default() += 1);
     }
 
     /// Records how many leases have not ended.
@@ -282,6 +291,15 @@ impl Metrics {
                 "Leases not yet ended, as of the last settlement pass.",
             );
             let _ = writeln!(out, "paygress_leases_live {}", i.leases_live);
+            header(
+                &mut out,
+                "paygress_pods_total",
+                "counter",
+                "Lease pods provisioned, failed, refunded and reaped.",
+            );
+            for (event, n) in &i.pods {
+                let _ = writeln!(out, "paygress_pods_total{{event=\"{event}\"}} {n}");
+            }
             out
         })
     }

@@ -27,7 +27,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use cdk::nuts::PublicKey;
-use paygress_core::Token;
+use paygress_core::{ErrorCode, Token};
 use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard, OwnedSemaphorePermit, Semaphore};
 
 use crate::error::{classify_receive_error, AuthError};
@@ -204,6 +204,14 @@ impl Redeemer {
         };
         let ys = proof_ys(token)?;
         match self.ledger.get(&key).map_err(store_error)? {
+            Some(Entry::Refunded {
+                refund: Some((code, refund)),
+                ..
+            }) => {
+                // The same request again: the same answer, the same refund.
+                let code = ErrorCode::parse(&code).unwrap_or(ErrorCode::InsufficientAmount);
+                return Err(AuthError::Refunded { code, refund });
+            }
             Some(Entry::Granted { .. } | Entry::Refunded { .. }) => {
                 return Err(AuthError::AlreadySpent)
             }
@@ -343,16 +351,17 @@ impl Redeemer {
             .ok_or(AuthError::AlreadySpent)
     }
 
-    /// Gives a redeemed token's value back as a refund token (it was worth
-    /// less than the price once swapped). Until the refund is made the
-    /// credit stays, so a failure here loses nothing: the next presentation
-    /// of the token tries again.
+    /// Gives a redeemed token's value back as a refund token: it was worth
+    /// less than the price once swapped, or its lease's pod could not be
+    /// provisioned. Until the refund is made the credit stays, so a failure
+    /// here loses nothing: the next presentation of the token tries again;
+    /// once made, the same token presented again gets the same refund.
     pub async fn refund<M: MintOps>(
         &self,
         mint: &M,
         token: &Token,
         received: u64,
-        price: u64,
+        why: RefundWhy,
     ) -> AuthError {
         let key = ids::token_key(token);
         let Ok(_lock) = tokio::time::timeout(self.mint_timeout, self.locks.lock(key)).await else {
@@ -361,9 +370,11 @@ impl Redeemer {
         if !matches!(self.ledger.get(&key), Ok(Some(Entry::Credited { .. }))) {
             return AuthError::AlreadySpent;
         }
-        // The fee table was stale: reload it for the next token.
-        if let Err(e) = mint.reload_fees().await {
-            tracing::warn!(mint = %mint.url(), error = %e, "cannot reload the mint's keysets");
+        if matches!(why, RefundWhy::Short { .. }) {
+            // The fee table was stale: reload it for the next token.
+            if let Err(e) = mint.reload_fees().await {
+                tracing::warn!(mint = %mint.url(), error = %e, "cannot reload the mint's keysets");
+            }
         }
         // Making the refund is a swap too: one at a time per mint.
         let refund = async {
@@ -372,16 +383,15 @@ impl Redeemer {
         };
         match tokio::time::timeout(self.mint_timeout, refund).await {
             Ok(Ok(refund)) => {
-                if let Err(e) = self.ledger.refunded(&key) {
-                    tracing::error!(error = %e, "cannot record a refund");
+                let answer = why.answer(received, refund);
+                if let Some(refund) = answer.refund() {
+                    if let Err(e) = self.ledger.refunded(&key, answer.code().as_str(), refund) {
+                        tracing::error!(error = %e, "cannot record a refund");
+                    }
                 }
                 self.metrics.refund();
-                tracing::warn!(mint = %mint.url(), token = %ids::log_id(token), received, price, "the swap gave less than the price: refunded");
-                AuthError::ReceivedLess {
-                    received,
-                    price,
-                    refund: Some(refund),
-                }
+                tracing::warn!(mint = %mint.url(), token = %ids::log_id(token), received, reason = %answer, "refunded");
+                answer
             }
             Ok(Err(e)) => {
                 tracing::warn!(mint = %mint.url(), error = %e, "cannot make a refund now");
@@ -513,6 +523,32 @@ pub fn canonical_token(raw: &str) -> String {
             format!("{prefix}{body}")
         }
         _ => s.to_string(),
+    }
+}
+
+/// Why a redeemed token's value goes back to its client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RefundWhy {
+    /// Worth less than `price` once swapped (the mint's fee changed).
+    Short { price: u64 },
+    /// Its lease's pod could not be provisioned.
+    Provisioning(String),
+}
+
+impl RefundWhy {
+    /// The answer that carries the refund.
+    fn answer(self, received: u64, refund: String) -> AuthError {
+        match self {
+            RefundWhy::Short { price } => AuthError::ReceivedLess {
+                received,
+                price,
+                refund: Some(refund),
+            },
+            RefundWhy::Provisioning(message) => AuthError::ProvisioningFailed {
+                message,
+                refund: Some(refund),
+            },
+        }
     }
 }
 
@@ -761,7 +797,7 @@ mod tests {
         let (raw, t) = token("short", 64);
         let received = r.redeem(&mint, &raw, &t, soon(2000)).await.unwrap();
         assert_eq!(received, 62);
-        match r.refund(&mint, &t, received, 64).await {
+        match r.refund(&mint, &t, received, RefundWhy::Short { price: 64 }).await {
             AuthError::ReceivedLess {
                 received: 62,
                 price: 64,
@@ -770,10 +806,38 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert_eq!(
-            r.refund(&mint, &t, received, 64).await,
+            r.refund(&mint, &t, received, RefundWhy::Short { price: 64 }).await,
             AuthError::AlreadySpent
         );
         assert_eq!(r.claim(&t), Err(AuthError::AlreadySpent), "no grant either");
+        // The same token presented again: the same answer and refund, and
+        // no second refund made.
+        assert_eq!(
+            r.redeem(&mint, &raw, &t, soon(2000)).await,
+            Err(AuthError::Refunded {
+                code: ErrorCode::InsufficientAmount,
+                refund: "cashuBrefund62".into()
+            })
+        );
+    }
+
+    #[tokio::test]
+    async fn a_token_whose_pod_failed_gets_one_refund_however_often_it_comes() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = redeemer(dir.path(), 64);
+        let mint = FakeMint::new(Mode::Swap { fee: 0 });
+        let (raw, t) = token("podless", 64);
+        let received = r.redeem(&mint, &raw, &t, soon(2000)).await.unwrap();
+        let why = RefundWhy::Provisioning("403 exceeded quota".into());
+        let first = r.refund(&mint, &t, received, why).await;
+        assert_eq!(first.code(), ErrorCode::ProvisioningFailed);
+        assert_eq!(first.refund(), Some("cashuBrefund64"));
+        for _ in 0..3 {
+            let again = r.redeem(&mint, &raw, &t, soon(2000)).await.unwrap_err();
+            assert_eq!(again.code(), ErrorCode::ProvisioningFailed);
+            assert_eq!(again.refund(), Some("cashuBrefund64"));
+            assert_eq!(again.status(), 503);
+        }
     }
 
     #[tokio::test]

@@ -127,7 +127,15 @@ async fn lease(State(state): State<Arc<Verifier>>, headers: HeaderMap) -> Respon
     let found = ingress::find_pass(&headers, bearer_passes(&state));
     let answer = found.and_then(|p| lease_status::lease_status(&state, p.as_deref(), now));
     match answer {
-        Ok((status, fresh)) => {
+        Ok((mut status, fresh)) => {
+            if let (Some(pods), Some(_)) = (&state.pods, &status.pod) {
+                let deadline = Instant::now() + std::time::Duration::from_secs(2);
+                status.pod_phase = Some(match pods.status(&status.lease, deadline).await {
+                    Ok(Some(pod)) => pod.phase,
+                    Ok(None) => "Gone".into(),
+                    Err(e) => format!("Unknown ({e})"),
+                });
+            }
             let mut r = axum::Json(status).into_response();
             if let Some(v) = fresh.and_then(|p| HeaderValue::from_str(&p).ok()) {
                 r.headers_mut()
@@ -208,6 +216,13 @@ pub async fn serve(
     tracing::info!(listen = %local, "serving /auth, /healthz, /readyz, /metrics");
 
     let background = background::spawn(state.clone());
+    let reaper = state.pods.as_ref().map(|pods| {
+        tokio::spawn(crate::pods::reaper::run(
+            pods.client(),
+            pods.namespace().to_string(),
+            state.metrics.clone(),
+        ))
+    });
     let grace = state.settings.shutdown_grace;
     let signal_state = state.clone();
     let (stopped_tx, stopped_rx) = tokio::sync::watch::channel(false);
@@ -231,6 +246,9 @@ pub async fn serve(
         } => tracing::warn!("shutdown grace expired with connections still open"),
     }
     background.abort();
+    if let Some(reaper) = reaper {
+        reaper.abort();
+    }
     state.tracker.close();
     if tokio::time::timeout(grace, state.tracker.wait())
         .await

@@ -30,7 +30,8 @@ use crate::error::AuthError;
 use crate::ids;
 use crate::ledger::{LeasePurchase, LeaseRecord, Ledger, LedgerError};
 use crate::metrics::Metrics;
-use crate::redeem::Redeemer;
+use crate::pods::Pods;
+use crate::redeem::{Redeemer, RefundWhy};
 use crate::seed;
 use crate::wallet::{DleqError, FeeError, MintWallet, WalletError, Wallets};
 
@@ -38,6 +39,8 @@ use crate::wallet::{DleqError, FeeError, MintWallet, WalletError, Wallets};
 #[derive(Debug)]
 pub struct Verifier {
     pub settings: Settings,
+    /// The pods of leases, when `ENABLE_POD_PROVISIONING=true`.
+    pub pods: Option<Pods>,
     pub wallets: Wallets,
     pub redeemer: Redeemer,
     pub metrics: Arc<Metrics>,
@@ -57,6 +60,11 @@ pub enum OpenError {
     Ledger(#[from] LedgerError),
     #[error(transparent)]
     Permissions(#[from] crate::files::PermissionError),
+    #[error(
+        "ENABLE_POD_PROVISIONING=true but no Kubernetes API to talk to ({0}); run in a pod with \
+         a service account, or set KUBECONFIG"
+    )]
+    Kube(String),
 }
 
 impl Verifier {
@@ -73,6 +81,7 @@ impl Verifier {
                 settings.max_redemptions,
             ),
             settings,
+            pods: None,
             wallets,
             metrics,
             tracker: TaskTracker::new(),
@@ -116,7 +125,26 @@ impl Verifier {
         .await?;
         let ledger = Ledger::open(data_dir)?;
         crate::files::secure_data_dir(data_dir)?;
-        Ok(Arc::new(Verifier::new(settings, wallets, ledger)))
+        let pods = if settings.pods.enabled {
+            let client = kube::Client::try_default()
+                .await
+                .map_err(|e| OpenError::Kube(e.to_string()))?;
+            tracing::info!(
+                namespace = %settings.pods.namespace,
+                tiers = ?settings.pod_templates.keys().collect::<Vec<_>>(),
+                "pods for leases: provisioning on"
+            );
+            Some(Pods::new(
+                client,
+                settings.pods.namespace.clone(),
+                settings.pod_templates.clone(),
+            ))
+        } else {
+            None
+        };
+        let mut verifier = Verifier::new(settings, wallets, ledger);
+        verifier.pods = pods;
+        Ok(Arc::new(verifier))
     }
 
     /// Decides an `/auth` request now.
@@ -234,6 +262,63 @@ impl Verifier {
         }
     }
 
+    /// Provisions (or extends) the pod of the lease a payment is about to
+    /// buy, before the payment is claimed: on failure, the value received
+    /// goes back to the client (and the same token retried gets the same
+    /// refund), nothing is granted.
+    async fn provision(
+        &self,
+        pods: &Pods,
+        purchase: &LeasePurchase,
+        received: u64,
+        deadline: Instant,
+        mint: &MintWallet,
+        token: &Token,
+    ) -> Result<(String, u64), AuthError> {
+        let expires_at = self
+            .redeemer
+            .ledger()
+            .expiry_after(purchase, received)
+            .map_err(|e| AuthError::Internal(e.to_string()))?;
+        match pods
+            .ensure(&purchase.id, &purchase.tier, expires_at, deadline)
+            .await
+        {
+            Ok(name) => {
+                self.metrics.pod("provisioned");
+                Ok((name, expires_at))
+            }
+            Err(e) => {
+                self.metrics.pod("failed");
+                tracing::warn!(lease = %purchase.id, tier = %purchase.tier, error = %e, "provisioning failed after the swap: refunding");
+                let answer = self
+                    .redeemer
+                    .refund(mint, token, received, RefundWhy::Provisioning(e.to_string()))
+                    .await;
+                if answer.refund().is_some() {
+                    self.metrics.pod("refunded");
+                }
+                Err(answer)
+            }
+        }
+    }
+
+    /// A top-up that raced another ends later than the annotation written
+    /// before it: move the annotation on, in the background (the reaper
+    /// would otherwise end the pod early).
+    fn follow_up_annotation(&self, pods: &Pods, record: &LeaseRecord) {
+        let (pods, record) = (pods.clone(), record.clone());
+        self.tracker.spawn(async move {
+            let deadline = Instant::now() + std::time::Duration::from_secs(10);
+            if let Err(e) = pods
+                .ensure(&record.id, &record.tier, record.expires_at, deadline)
+                .await
+            {
+                tracing::warn!(lease = %record.id, error = %e, "cannot move the pod's expiry on");
+            }
+        });
+    }
+
     /// Signs a pass for a lease as it now stands.
     fn issue(&self, record: &LeaseRecord, basis: &LeaseBasis) -> Result<LeaseGrant, AuthError> {
         let key = self
@@ -325,7 +410,7 @@ impl Verifier {
             // the client gets its value back, and nothing is granted.
             return Err(self
                 .redeemer
-                .refund(mint.as_ref(), &token, received, price)
+                .refund(mint.as_ref(), &token, received, RefundWhy::Short { price })
                 .await);
         }
         let Some(basis) = lease else {
@@ -340,8 +425,20 @@ impl Verifier {
                 lease: None,
             });
         };
-        let purchase = basis.purchase(&token, user_id);
+        let mut purchase = basis.purchase(&token, user_id);
+        let pods = self.pods.as_ref().filter(|p| p.serves(&basis.tier));
+        let mut annotated = 0;
+        if let Some(pods) = pods {
+            let (name, expires_at) = self
+                .provision(pods, &purchase, received, deadline, &mint, &token)
+                .await?;
+            purchase.pod = Some(name);
+            annotated = expires_at;
+        }
         let (received, record) = self.redeemer.claim_lease(&token, &purchase)?;
+        if let Some(pods) = pods.filter(|_| record.expires_at > annotated) {
+            self.follow_up_annotation(pods, &record);
+        }
         self.metrics.lease(if basis.existing.is_some() {
             "extended"
         } else {
@@ -443,6 +540,7 @@ impl LeaseBasis {
             amount: self.amount,
             known_expiry,
             now: self.now,
+            pod: None,
         }
     }
 }

@@ -524,6 +524,14 @@ fn refusals_of_the_verifier_are_relayed() {
     let r = local_reply(&v);
     assert_eq!((r.status, r.body.as_str()), (503, mint_down));
     assert_eq!(header(&r.headers, "retry-after"), Some("5"));
+
+    // A pod that could not be provisioned: the client's refund is in the
+    // body, which must reach it as it is.
+    let refunded = r#"{"error":"the pod could not be created","code":"provisioning_failed","refund":"cashuBrefund"}"#;
+    let v = answer(&p, &pending, "503", &[], refunded);
+    assert_eq!(v.counters, &[Counter::VerifierRefused]);
+    let r = local_reply(&v);
+    assert_eq!((r.status, r.body.as_str()), (503, refunded));
 }
 
 #[test]
