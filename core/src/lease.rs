@@ -182,7 +182,9 @@ pub fn parse_rfc3339(text: &str) -> Option<u64> {
     }
     let num = |from: usize, to: usize| -> Option<u64> {
         let part = text.get(from..to)?;
-        part.bytes().all(|c| c.is_ascii_digit()).then(|| part.parse().ok())?
+        part.bytes()
+            .all(|c| c.is_ascii_digit())
+            .then(|| part.parse().ok())?
     };
     let seps = [(4, b'-'), (7, b'-'), (10, b'T'), (13, b':'), (16, b':')];
     if seps.iter().any(|(i, c)| b.get(*i) != Some(c)) {
@@ -190,7 +192,13 @@ pub fn parse_rfc3339(text: &str) -> Option<u64> {
     }
     let (year, month, day) = (num(0, 4)?, num(5, 7)?, num(8, 10)?);
     let (hour, minute, second) = (num(11, 13)?, num(14, 16)?, num(17, 19)?);
-    if year < 1970 || !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 || second > 59 {
+    if year < 1970
+        || !(1..=12).contains(&month)
+        || !(1..=31).contains(&day)
+        || hour > 23
+        || minute > 59
+        || second > 59
+    {
         return None;
     }
     // Days from civil (H. Hinnant), the inverse of `rfc3339`.
@@ -309,7 +317,13 @@ mod tests {
         assert_eq!(rfc3339(1_796_051_353), "2026-11-30T15:09:13Z");
         assert_eq!(rfc3339(4_102_444_799), "2099-12-31T23:59:59Z");
         assert_eq!(rfc3339(u64::MAX), "9999-12-31T23:59:59Z");
-        for secs in [0, 951_782_400, 1_796_051_353, 4_102_444_799, 253_402_300_799] {
+        for secs in [
+            0,
+            951_782_400,
+            1_796_051_353,
+            4_102_444_799,
+            253_402_300_799,
+        ] {
             assert_eq!(parse_rfc3339(&rfc3339(secs)), Some(secs), "{secs}");
         }
         for bad in [

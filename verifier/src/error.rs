@@ -166,7 +166,10 @@ impl AuthError {
         match self.refund() {
             Some(refund) => match serde_json::from_str::<serde_json::Value>(&body) {
                 Ok(serde_json::Value::Object(mut map)) => {
-                    map.insert("refund".into(), serde_json::Value::String(refund.to_string()));
+                    map.insert(
+                        "refund".into(),
+                        serde_json::Value::String(refund.to_string()),
+                    );
                     serde_json::Value::Object(map).to_string()
                 }
                 _ => body,
@@ -279,7 +282,12 @@ mod tests {
             let body: serde_json::Value = serde_json::from_str(&err.body()).unwrap();
             assert_eq!(body["code"], code);
             assert_eq!(body["refund"].as_str(), err.refund());
-            if !matches!(err, AuthError::ReceivedLess { .. } | AuthError::ProvisioningFailed { .. } | AuthError::Refunded { .. }) {
+            if !matches!(
+                err,
+                AuthError::ReceivedLess { .. }
+                    | AuthError::ProvisioningFailed { .. }
+                    | AuthError::Refunded { .. }
+            ) {
                 assert!(err.refund().is_none());
             }
         }

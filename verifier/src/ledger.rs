@@ -241,7 +241,11 @@ impl Ledger {
     /// The expiry a purchase would give its lease if `received` were
     /// claimed now (what [`Ledger::claim_lease`] will compute, barring a
     /// top-up in between): for the pod's annotation, written first.
-    pub fn expiry_after(&self, purchase: &LeasePurchase, received: u64) -> Result<u64, LedgerError> {
+    pub fn expiry_after(
+        &self,
+        purchase: &LeasePurchase,
+        received: u64,
+    ) -> Result<u64, LedgerError> {
         let recorded = self.lease(&purchase.id)?.map_or(0, |r| r.expires_at);
         let bought = lease::bought_seconds(received, purchase.seconds, purchase.amount);
         Ok(lease::extended(
@@ -575,7 +579,10 @@ mod tests {
         assert_eq!(l.get(&key).unwrap(), None);
         l.begin(&key, "http://m").unwrap();
         l.credit(&key, "http://m", 5).unwrap();
-        assert_eq!(l.refunded(&key, "provisioning_failed", "cashuBr").unwrap(), Some(5));
+        assert_eq!(
+            l.refunded(&key, "provisioning_failed", "cashuBr").unwrap(),
+            Some(5)
+        );
         assert_eq!(l.claim(&key).unwrap(), None);
         assert_eq!(
             l.get(&key).unwrap(),

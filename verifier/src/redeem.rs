@@ -797,7 +797,10 @@ mod tests {
         let (raw, t) = token("short", 64);
         let received = r.redeem(&mint, &raw, &t, soon(2000)).await.unwrap();
         assert_eq!(received, 62);
-        match r.refund(&mint, &t, received, RefundWhy::Short { price: 64 }).await {
+        match r
+            .refund(&mint, &t, received, RefundWhy::Short { price: 64 })
+            .await
+        {
             AuthError::ReceivedLess {
                 received: 62,
                 price: 64,
@@ -806,7 +809,8 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert_eq!(
-            r.refund(&mint, &t, received, RefundWhy::Short { price: 64 }).await,
+            r.refund(&mint, &t, received, RefundWhy::Short { price: 64 })
+                .await,
             AuthError::AlreadySpent
         );
         assert_eq!(r.claim(&t), Err(AuthError::AlreadySpent), "no grant either");

@@ -293,7 +293,12 @@ impl Verifier {
                 tracing::warn!(lease = %purchase.id, tier = %purchase.tier, error = %e, "provisioning failed after the swap: refunding");
                 let answer = self
                     .redeemer
-                    .refund(mint, token, received, RefundWhy::Provisioning(e.to_string()))
+                    .refund(
+                        mint,
+                        token,
+                        received,
+                        RefundWhy::Provisioning(e.to_string()),
+                    )
                     .await;
                 if answer.refund().is_some() {
                     self.metrics.pod("refunded");

@@ -134,7 +134,12 @@ impl Pods {
             .map_err(|_| PodError::Timeout)?
     }
 
-    async fn ensure_now(&self, lease: &str, tier: &str, expires_at: u64) -> Result<String, PodError> {
+    async fn ensure_now(
+        &self,
+        lease: &str,
+        tier: &str,
+        expires_at: u64,
+    ) -> Result<String, PodError> {
         let template = self
             .templates
             .get(tier)
@@ -192,7 +197,10 @@ impl Pods {
             },
             spec: Some(ServiceSpec {
                 type_: Some("ClusterIP".into()),
-                selector: Some(BTreeMap::from([(LEASE_LABEL.to_string(), lease.to_string())])),
+                selector: Some(BTreeMap::from([(
+                    LEASE_LABEL.to_string(),
+                    lease.to_string(),
+                )])),
                 ports: Some(vec![ServicePort {
                     name: Some("app".into()),
                     port: i32::from(port),
@@ -252,7 +260,11 @@ impl Pods {
     }
 
     /// The lease's pod, if it exists.
-    pub async fn status(&self, lease: &str, deadline: Instant) -> Result<Option<PodStatus>, PodError> {
+    pub async fn status(
+        &self,
+        lease: &str,
+        deadline: Instant,
+    ) -> Result<Option<PodStatus>, PodError> {
         let name = pod_name(lease);
         let pods = self.pods();
         let pod = tokio::time::timeout_at(deadline.into(), pods.get_opt(&name))

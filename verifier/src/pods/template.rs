@@ -54,12 +54,28 @@ impl PodTemplate {
     /// Validates and completes the pod of `tiers[index]`.
     pub fn from_config(index: usize, pod: &Value) -> Result<PodTemplate, TemplateError> {
         let base = format!("tiers[{index}].pod");
-        let written: Written = serde_json::from_value(pod.clone())
-            .map_err(|e| refuse(&base, format!("must be {{\"spec\": {{…}}, \"port\": N}}: {e}")))?;
+        let written: Written = serde_json::from_value(pod.clone()).map_err(|e| {
+            refuse(
+                &base,
+                format!("must be {{\"spec\": {{…}}, \"port\": N}}: {e}"),
+            )
+        })?;
         let port = match written.port {
-            Some(p @ 1..=65_535) => u16::try_from(p).map_err(|_| refuse(format!("{base}.port"), "out of range"))?,
-            Some(p) => return Err(refuse(format!("{base}.port"), format!("{p} is not a port (1-65535)"))),
-            None => return Err(refuse(format!("{base}.port"), "required: the port the lease's Service exposes")),
+            Some(p @ 1..=65_535) => {
+                u16::try_from(p).map_err(|_| refuse(format!("{base}.port"), "out of range"))?
+            }
+            Some(p) => {
+                return Err(refuse(
+                    format!("{base}.port"),
+                    format!("{p} is not a port (1-65535)"),
+                ))
+            }
+            None => {
+                return Err(refuse(
+                    format!("{base}.port"),
+                    "required: the port the lease's Service exposes",
+                ))
+            }
         };
         let spec_key = format!("{base}.spec");
         let spec: PodSpec = serde_json::from_value(written.spec)
@@ -80,7 +96,10 @@ fn check(key: &str, spec: &PodSpec) -> Result<(), TemplateError> {
         ("hostIPC", spec.host_ipc),
     ] {
         if set == Some(true) {
-            return Err(refuse(format!("{key}.{field}"), "host namespaces are not given to tenants"));
+            return Err(refuse(
+                format!("{key}.{field}"),
+                "host namespaces are not given to tenants",
+            ));
         }
     }
     if spec.automount_service_account_token == Some(true) {
@@ -91,19 +110,31 @@ fn check(key: &str, spec: &PodSpec) -> Result<(), TemplateError> {
     }
     for (i, v) in spec.volumes.iter().flatten().enumerate() {
         if v.host_path.is_some() {
-            return Err(refuse(format!("{key}.volumes[{i}].hostPath"), "hostPath volumes are not given to tenants"));
+            return Err(refuse(
+                format!("{key}.volumes[{i}].hostPath"),
+                "hostPath volumes are not given to tenants",
+            ));
         }
     }
     if let Some(sc) = &spec.security_context {
         if sc.run_as_user == Some(0) {
-            return Err(refuse(format!("{key}.securityContext.runAsUser"), "must not be root (0)"));
+            return Err(refuse(
+                format!("{key}.securityContext.runAsUser"),
+                "must not be root (0)",
+            ));
         }
         if sc.run_as_non_root == Some(false) {
-            return Err(refuse(format!("{key}.securityContext.runAsNonRoot"), "must not be false"));
+            return Err(refuse(
+                format!("{key}.securityContext.runAsNonRoot"),
+                "must not be false",
+            ));
         }
     }
     if spec.containers.is_empty() {
-        return Err(refuse(format!("{key}.containers"), "at least one container is required"));
+        return Err(refuse(
+            format!("{key}.containers"),
+            "at least one container is required",
+        ));
     }
     let all = spec
         .containers
@@ -126,19 +157,35 @@ fn check(key: &str, spec: &PodSpec) -> Result<(), TemplateError> {
 fn check_container(key: &str, c: &Container) -> Result<(), TemplateError> {
     if let Some(sc) = &c.security_context {
         if sc.privileged == Some(true) {
-            return Err(refuse(format!("{key}.securityContext.privileged"), "privileged containers are not given to tenants"));
+            return Err(refuse(
+                format!("{key}.securityContext.privileged"),
+                "privileged containers are not given to tenants",
+            ));
         }
         if sc.allow_privilege_escalation == Some(true) {
-            return Err(refuse(format!("{key}.securityContext.allowPrivilegeEscalation"), "must not be true"));
+            return Err(refuse(
+                format!("{key}.securityContext.allowPrivilegeEscalation"),
+                "must not be true",
+            ));
         }
         if sc.run_as_user == Some(0) {
-            return Err(refuse(format!("{key}.securityContext.runAsUser"), "must not be root (0)"));
+            return Err(refuse(
+                format!("{key}.securityContext.runAsUser"),
+                "must not be root (0)",
+            ));
         }
         if sc.run_as_non_root == Some(false) {
-            return Err(refuse(format!("{key}.securityContext.runAsNonRoot"), "must not be false"));
+            return Err(refuse(
+                format!("{key}.securityContext.runAsNonRoot"),
+                "must not be false",
+            ));
         }
         let added = sc.capabilities.as_ref().and_then(|c| c.add.as_ref());
-        if let Some(cap) = added.into_iter().flatten().find(|c| c.as_str() != "NET_BIND_SERVICE") {
+        if let Some(cap) = added
+            .into_iter()
+            .flatten()
+            .find(|c| c.as_str() != "NET_BIND_SERVICE")
+        {
             return Err(refuse(
                 format!("{key}.securityContext.capabilities.add"),
                 format!("{cap:?}: only NET_BIND_SERVICE may be added (restricted Pod Security Standard)"),
@@ -147,7 +194,10 @@ fn check_container(key: &str, c: &Container) -> Result<(), TemplateError> {
     }
     for (i, p) in c.ports.iter().flatten().enumerate() {
         if p.host_port.is_some_and(|h| h != 0) {
-            return Err(refuse(format!("{key}.ports[{i}].hostPort"), "host ports are not given to tenants"));
+            return Err(refuse(
+                format!("{key}.ports[{i}].hostPort"),
+                "host ports are not given to tenants",
+            ));
         }
     }
     let resources = c.resources.as_ref();
@@ -171,7 +221,9 @@ fn check_container(key: &str, c: &Container) -> Result<(), TemplateError> {
 fn complete(mut spec: PodSpec) -> PodSpec {
     spec.automount_service_account_token = Some(false);
     spec.enable_service_links = Some(false);
-    let sc = spec.security_context.get_or_insert_with(PodSecurityContext::default);
+    let sc = spec
+        .security_context
+        .get_or_insert_with(PodSecurityContext::default);
     sc.run_as_non_root = Some(true);
     let keeps_profile = sc
         .seccomp_profile
@@ -188,7 +240,9 @@ fn complete(mut spec: PodSpec) -> PodSpec {
         .iter_mut()
         .chain(spec.init_containers.iter_mut().flatten());
     for c in containers {
-        let sc = c.security_context.get_or_insert_with(SecurityContext::default);
+        let sc = c
+            .security_context
+            .get_or_insert_with(SecurityContext::default);
         sc.allow_privilege_escalation = Some(false);
         sc.privileged = Some(false);
         sc.run_as_non_root = Some(true);
@@ -222,11 +276,17 @@ mod tests {
         assert_eq!(s.enable_service_links, Some(false));
         let psc = s.security_context.as_ref().unwrap();
         assert_eq!(psc.run_as_non_root, Some(true));
-        assert_eq!(psc.seccomp_profile.as_ref().unwrap().type_, "RuntimeDefault");
+        assert_eq!(
+            psc.seccomp_profile.as_ref().unwrap().type_,
+            "RuntimeDefault"
+        );
         let csc = s.containers[0].security_context.as_ref().unwrap();
         assert_eq!(csc.allow_privilege_escalation, Some(false));
         assert_eq!(csc.privileged, Some(false));
-        assert_eq!(csc.capabilities.as_ref().unwrap().drop, Some(vec!["ALL".to_string()]));
+        assert_eq!(
+            csc.capabilities.as_ref().unwrap().drop,
+            Some(vec!["ALL".to_string()])
+        );
     }
 
     #[test]
@@ -244,26 +304,59 @@ mod tests {
         let mut no_limits = app();
         no_limits["resources"] = json!({ "requests": { "cpu": "1", "memory": "1Gi" } });
         let cases = [
-            (json!({ "hostNetwork": true, "containers": [app()] }), "tiers[0].pod.spec.hostNetwork"),
-            (json!({ "hostPID": true, "containers": [app()] }), "tiers[0].pod.spec.hostPID"),
-            (json!({ "hostIPC": true, "containers": [app()] }), "tiers[0].pod.spec.hostIPC"),
+            (
+                json!({ "hostNetwork": true, "containers": [app()] }),
+                "tiers[0].pod.spec.hostNetwork",
+            ),
+            (
+                json!({ "hostPID": true, "containers": [app()] }),
+                "tiers[0].pod.spec.hostPID",
+            ),
+            (
+                json!({ "hostIPC": true, "containers": [app()] }),
+                "tiers[0].pod.spec.hostIPC",
+            ),
             (
                 json!({ "containers": [app()], "volumes": [{ "name": "v", "emptyDir": {} },
                                                            { "name": "h", "hostPath": { "path": "/" } }] }),
                 "tiers[0].pod.spec.volumes[1].hostPath",
             ),
-            (json!({ "containers": [app(), privileged] }), "tiers[0].pod.spec.containers[1].securityContext.privileged"),
-            (json!({ "containers": [escalating] }), "tiers[0].pod.spec.containers[0].securityContext.allowPrivilegeEscalation"),
-            (json!({ "containers": [admin] }), "tiers[0].pod.spec.containers[0].securityContext.capabilities.add"),
-            (json!({ "containers": [root] }), "tiers[0].pod.spec.containers[0].securityContext.runAsUser"),
-            (json!({ "containers": [host_port] }), "tiers[0].pod.spec.containers[0].ports[0].hostPort"),
-            (json!({ "containers": [no_limits] }), "tiers[0].pod.spec.containers[0].resources.limits.cpu"),
-            (json!({ "containers": [app()], "initContainers": [{ "name": "i", "image": "busybox" }] }),
-             "tiers[0].pod.spec.initContainers[0].resources.requests.cpu"),
-            (json!({ "containers": [app()], "automountServiceAccountToken": true }),
-             "tiers[0].pod.spec.automountServiceAccountToken"),
-            (json!({ "containers": [app()], "securityContext": { "runAsNonRoot": false } }),
-             "tiers[0].pod.spec.securityContext.runAsNonRoot"),
+            (
+                json!({ "containers": [app(), privileged] }),
+                "tiers[0].pod.spec.containers[1].securityContext.privileged",
+            ),
+            (
+                json!({ "containers": [escalating] }),
+                "tiers[0].pod.spec.containers[0].securityContext.allowPrivilegeEscalation",
+            ),
+            (
+                json!({ "containers": [admin] }),
+                "tiers[0].pod.spec.containers[0].securityContext.capabilities.add",
+            ),
+            (
+                json!({ "containers": [root] }),
+                "tiers[0].pod.spec.containers[0].securityContext.runAsUser",
+            ),
+            (
+                json!({ "containers": [host_port] }),
+                "tiers[0].pod.spec.containers[0].ports[0].hostPort",
+            ),
+            (
+                json!({ "containers": [no_limits] }),
+                "tiers[0].pod.spec.containers[0].resources.limits.cpu",
+            ),
+            (
+                json!({ "containers": [app()], "initContainers": [{ "name": "i", "image": "busybox" }] }),
+                "tiers[0].pod.spec.initContainers[0].resources.requests.cpu",
+            ),
+            (
+                json!({ "containers": [app()], "automountServiceAccountToken": true }),
+                "tiers[0].pod.spec.automountServiceAccountToken",
+            ),
+            (
+                json!({ "containers": [app()], "securityContext": { "runAsNonRoot": false } }),
+                "tiers[0].pod.spec.securityContext.runAsNonRoot",
+            ),
             (json!({ "containers": [] }), "tiers[0].pod.spec.containers"),
         ];
         for (spec, key) in cases {
@@ -272,12 +365,25 @@ mod tests {
             assert!(err.to_string().contains(key));
         }
         for (bad, key) in [
-            (json!({ "spec": { "containers": [app()] } }), "tiers[0].pod.port"),
-            (json!({ "spec": { "containers": [app()] }, "port": 70000 }), "tiers[0].pod.port"),
-            (json!({ "spec": { "containers": "x" }, "port": 1 }), "tiers[0].pod.spec"),
+            (
+                json!({ "spec": { "containers": [app()] } }),
+                "tiers[0].pod.port",
+            ),
+            (
+                json!({ "spec": { "containers": [app()] }, "port": 70000 }),
+                "tiers[0].pod.port",
+            ),
+            (
+                json!({ "spec": { "containers": "x" }, "port": 1 }),
+                "tiers[0].pod.spec",
+            ),
             (json!({ "spec": {}, "port": 1, "extra": 1 }), "tiers[0].pod"),
         ] {
-            assert_eq!(PodTemplate::from_config(0, &bad).unwrap_err().key, key, "{bad}");
+            assert_eq!(
+                PodTemplate::from_config(0, &bad).unwrap_err().key,
+                key,
+                "{bad}"
+            );
         }
     }
 }
