@@ -140,7 +140,7 @@ pub fn load(path: Option<&Path>, env: &dyn EnvSource) -> Result<Settings, Settin
     let mut pod_templates = HashMap::new();
     for (i, tier) in parsed.tiers.iter().enumerate() {
         if let Some(pod) = &tier.pod {
-            pod_templates.insert(tier.id.clone(), PodTemplate::from_config(i, pod)?);
+            pod_templates.insert(tier.id.clone(), PodTemplate::from_config(i, &tier.id, pod)?);
         }
     }
     Ok(Settings {

@@ -280,8 +280,12 @@ impl Verifier {
             .ledger()
             .expiry_after(purchase, received)
             .map_err(|e| AuthError::Internal(e.to_string()))?;
+        // A third of the time left is kept for a refund, should it be
+        // needed: the client must hear of it before its proxy gives up.
+        let now = Instant::now();
+        let budget = deadline.saturating_duration_since(now) * 2 / 3;
         match pods
-            .ensure(&purchase.id, &purchase.tier, expires_at, deadline)
+            .ensure(&purchase.id, &purchase.tier, expires_at, now + budget)
             .await
         {
             Ok(name) => {
@@ -290,6 +294,12 @@ impl Verifier {
             }
             Err(e) => {
                 self.metrics.pod("failed");
+                if purchase.known_expiry == 0 {
+                    // A new lease's pod may have been made before the step
+                    // that failed: nobody paid for it.
+                    let (pods, lease) = (pods.clone(), purchase.id.clone());
+                    self.tracker.spawn(async move { pods.remove(&lease).await });
+                }
                 tracing::warn!(lease = %purchase.id, tier = %purchase.tier, error = %e, "provisioning failed after the swap: refunding");
                 let answer = self
                     .redeemer

@@ -191,7 +191,9 @@ impl Pods {
                     name,
                     uid,
                     controller: Some(true),
-                    block_owner_deletion: Some(true),
+                    // Not blocking: that would need `update` on
+                    // pods/finalizers where owner references are enforced.
+                    block_owner_deletion: None,
                 }]),
                 ..ObjectMeta::default()
             },
@@ -234,6 +236,12 @@ impl Pods {
                 .and_then(|a| a.get(EXPIRES_AT))
                 .cloned()
                 .unwrap_or_default();
+            if pod.metadata.deletion_timestamp.is_some() {
+                // The lease's earlier pod, being reaped: not one to sell.
+                return Err(PodError::Unavailable(
+                    "the lease's previous pod is still terminating; try again shortly".into(),
+                ));
+            }
             // RFC 3339 in UTC with a fixed width compares as text.
             if current >= wanted {
                 return Ok(pod);
@@ -257,6 +265,27 @@ impl Pods {
         Err(PodError::Unavailable(format!(
             "the pod's annotation kept changing under us: {last}"
         )))
+    }
+
+    /// Deletes a lease's pod (its Service goes with it), best effort: a
+    /// pod made for a sale that was refunded.
+    pub async fn remove(&self, lease: &str) {
+        let name = pod_name(lease);
+        let pods = self.pods();
+        let params = kube::api::DeleteParams::default();
+        let delete = pods.delete(&name, &params);
+        let Ok(deleted) = tokio::time::timeout(std::time::Duration::from_secs(2), delete).await
+        else {
+            tracing::warn!(pod = %name, "cannot delete the pod of a refunded sale in time; the reaper will at its expiry");
+            return;
+        };
+        match deleted {
+            Ok(_) => tracing::info!(pod = %name, "pod of a refunded sale deleted"),
+            Err(e) if is_status(&e, 404) => {}
+            Err(e) => {
+                tracing::warn!(pod = %name, error = %e, "cannot delete the pod of a refunded sale; the reaper will at its expiry")
+            }
+        }
     }
 
     /// The lease's pod, if it exists.

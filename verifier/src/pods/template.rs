@@ -3,10 +3,13 @@
 //! Security Standard.
 //!
 //! Refused, with the key named: host namespaces (`hostNetwork`, `hostPID`,
-//! `hostIPC`), `hostPath` volumes, host ports, privileged containers,
-//! privilege escalation, added capabilities (but `NET_BIND_SERVICE`), root
-//! (`runAsUser: 0`, `runAsNonRoot: false`), a service-account token, and a
-//! container without CPU and memory requests and limits.
+//! `hostIPC`), volumes other than the restricted standard's (`hostPath`,
+//! `nfs`, …), host ports, privileged containers, privilege escalation, added
+//! capabilities (but `NET_BIND_SERVICE`), root (`runAsUser: 0`,
+//! `runAsNonRoot: false`), an `Unconfined` seccomp profile, sysctls, a
+//! non-default `procMount`, a service-account token, a container without
+//! CPU and memory requests and limits, and a tier id that is not a label
+//! value.
 //!
 //! Completed: `runAsNonRoot`, a `RuntimeDefault` seccomp profile, no
 //! privilege escalation, every capability dropped, no service-account
@@ -51,8 +54,19 @@ struct Written {
 }
 
 impl PodTemplate {
-    /// Validates and completes the pod of `tiers[index]`.
-    pub fn from_config(index: usize, pod: &Value) -> Result<PodTemplate, TemplateError> {
+    /// Validates and completes the pod of `tiers[index]` (whose id labels
+    /// its pods).
+    pub fn from_config(
+        index: usize,
+        tier: &str,
+        pod: &Value,
+    ) -> Result<PodTemplate, TemplateError> {
+        if !is_label_value(tier) {
+            return Err(refuse(
+                format!("tiers[{index}].id"),
+                format!("{tier:?} labels its pods: it must start and end with a letter or digit"),
+            ));
+        }
         let base = format!("tiers[{index}].pod");
         let written: Written = serde_json::from_value(pod.clone()).map_err(|e| {
             refuse(
@@ -115,8 +129,39 @@ fn check(key: &str, spec: &PodSpec) -> Result<(), TemplateError> {
                 "hostPath volumes are not given to tenants",
             ));
         }
+        let allowed = v.config_map.is_some()
+            || v.csi.is_some()
+            || v.downward_api.is_some()
+            || v.empty_dir.is_some()
+            || v.ephemeral.is_some()
+            || v.persistent_volume_claim.is_some()
+            || v.projected.is_some()
+            || v.secret.is_some();
+        if !allowed {
+            return Err(refuse(
+                format!("{key}.volumes[{i}]"),
+                "only configMap, csi, downwardAPI, emptyDir, ephemeral, persistentVolumeClaim, \
+                 projected and secret volumes are allowed (restricted Pod Security Standard)",
+            ));
+        }
     }
     if let Some(sc) = &spec.security_context {
+        if sc.sysctls.as_ref().is_some_and(|s| !s.is_empty()) {
+            return Err(refuse(
+                format!("{key}.securityContext.sysctls"),
+                "sysctls are not given to tenants",
+            ));
+        }
+        if sc
+            .seccomp_profile
+            .as_ref()
+            .is_some_and(|p| p.type_ == "Unconfined")
+        {
+            return Err(refuse(
+                format!("{key}.securityContext.seccompProfile"),
+                "must not be Unconfined",
+            ));
+        }
         if sc.run_as_user == Some(0) {
             return Err(refuse(
                 format!("{key}.securityContext.runAsUser"),
@@ -180,6 +225,22 @@ fn check_container(key: &str, c: &Container) -> Result<(), TemplateError> {
                 "must not be false",
             ));
         }
+        if sc
+            .seccomp_profile
+            .as_ref()
+            .is_some_and(|p| p.type_ == "Unconfined")
+        {
+            return Err(refuse(
+                format!("{key}.securityContext.seccompProfile"),
+                "must not be Unconfined",
+            ));
+        }
+        if sc.proc_mount.as_deref().is_some_and(|m| m != "Default") {
+            return Err(refuse(
+                format!("{key}.securityContext.procMount"),
+                "must be Default",
+            ));
+        }
         let added = sc.capabilities.as_ref().and_then(|c| c.add.as_ref());
         if let Some(cap) = added
             .into_iter()
@@ -215,6 +276,19 @@ fn check_container(key: &str, c: &Container) -> Result<(), TemplateError> {
         }
     }
     Ok(())
+}
+
+/// Whether `text` is a Kubernetes label value: at most 63 characters,
+/// letters, digits, `-`, `_`, `.`, beginning and ending with a letter or
+/// digit.
+fn is_label_value(text: &str) -> bool {
+    let b = text.as_bytes();
+    let ends_ok = |c: Option<&u8>| c.is_some_and(u8::is_ascii_alphanumeric);
+    text.len() <= 63
+        && ends_ok(b.first())
+        && ends_ok(b.last())
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
 }
 
 /// Completes a (checked) spec to the `restricted` Pod Security Standard.
@@ -269,7 +343,8 @@ mod tests {
 
     #[test]
     fn a_plain_spec_is_completed_to_the_restricted_standard() {
-        let t = PodTemplate::from_config(2, &pod(json!({ "containers": [app()] }))).unwrap();
+        let t =
+            PodTemplate::from_config(2, "compute", &pod(json!({ "containers": [app()] }))).unwrap();
         assert_eq!(t.port, 8080);
         let s = &t.spec;
         assert_eq!(s.automount_service_account_token, Some(false));
@@ -301,6 +376,10 @@ mod tests {
         root["securityContext"] = json!({ "runAsUser": 0 });
         let mut host_port = app();
         host_port["ports"] = json!([{ "containerPort": 80, "hostPort": 80 }]);
+        let mut unconfined = app();
+        unconfined["securityContext"] = json!({ "seccompProfile": { "type": "Unconfined" } });
+        let mut proc_mount = app();
+        proc_mount["securityContext"] = json!({ "procMount": "Unmasked" });
         let mut no_limits = app();
         no_limits["resources"] = json!({ "requests": { "cpu": "1", "memory": "1Gi" } });
         let cases = [
@@ -358,9 +437,29 @@ mod tests {
                 "tiers[0].pod.spec.securityContext.runAsNonRoot",
             ),
             (json!({ "containers": [] }), "tiers[0].pod.spec.containers"),
+            (
+                json!({ "containers": [app()], "volumes": [{ "name": "n", "nfs": { "server": "s", "path": "/" } }] }),
+                "tiers[0].pod.spec.volumes[0]",
+            ),
+            (
+                json!({ "containers": [app()], "securityContext": { "seccompProfile": { "type": "Unconfined" } } }),
+                "tiers[0].pod.spec.securityContext.seccompProfile",
+            ),
+            (
+                json!({ "containers": [app()], "securityContext": { "sysctls": [{ "name": "net.core.somaxconn", "value": "1" }] } }),
+                "tiers[0].pod.spec.securityContext.sysctls",
+            ),
+            (
+                json!({ "containers": [unconfined] }),
+                "tiers[0].pod.spec.containers[0].securityContext.seccompProfile",
+            ),
+            (
+                json!({ "containers": [proc_mount] }),
+                "tiers[0].pod.spec.containers[0].securityContext.procMount",
+            ),
         ];
         for (spec, key) in cases {
-            let err = PodTemplate::from_config(0, &pod(spec.clone())).unwrap_err();
+            let err = PodTemplate::from_config(0, "compute", &pod(spec.clone())).unwrap_err();
             assert_eq!(err.key, key, "{spec}: {err}");
             assert!(err.to_string().contains(key));
         }
@@ -380,7 +479,9 @@ mod tests {
             (json!({ "spec": {}, "port": 1, "extra": 1 }), "tiers[0].pod"),
         ] {
             assert_eq!(
-                PodTemplate::from_config(0, &bad).unwrap_err().key,
+                PodTemplate::from_config(0, "compute", &bad)
+                    .unwrap_err()
+                    .key,
                 key,
                 "{bad}"
             );
