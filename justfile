@@ -43,11 +43,11 @@ test: setup lint build
 check-envoy: setup build
     source scripts/tools.sh && cargo test -p paygress-tests --test e2e --locked -- envoy_configs::
 
-# Benchmarks: each prints its numbers beside a baseline measured in the same run.
-bench: setup build
-    bash scripts/bench.sh
+# Benchmarks: each prints its numbers beside a baseline measured in the same run (`just bench envoy` or `just bench redeem` for one part).
+bench which="all": setup build
+    bash scripts/bench.sh {{which}}
 
-# Run the whole stack locally and walk through a payment (Ctrl-C stops it).
+# Run the whole stack locally and walk through a payment and a lease (Ctrl-C stops it).
 demo: setup build
     bash scripts/demo.sh
 
@@ -58,3 +58,14 @@ envoy: build
 # Write the filter as an OCI image layout for Istio's WasmPlugin (target/oci/paygress-filter); pushing is yours.
 oci: build
     bash scripts/wasm-oci.sh
+
+# The pod suites against the real cluster KUBECONFIG names (kind, k3d; namespace PAYGRESS_TEST_NAMESPACE, default paygress-test, must exist).
+test-k8s: setup build
+    #!/usr/bin/env bash
+    set -euo pipefail
+    if [ -z "${KUBECONFIG:-}" ]; then
+      echo "test-k8s: set KUBECONFIG to the cluster's kubeconfig (kind: kind get kubeconfig > /tmp/kind.yaml)" >&2
+      exit 1
+    fi
+    source scripts/tools.sh
+    PAYGRESS_TEST_KUBECONFIG="$KUBECONFIG" cargo test -p paygress-tests --test e2e --locked -- pods::any_cluster:: --test-threads 1

@@ -5,7 +5,7 @@ import json
 import sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-SHOWN = ("x-payment-", "x-user-id", "x-provisioned-pod", "x-cashu", "authorization")
+SHOWN = ("x-payment-", "x-user-id", "x-provisioned-pod", "x-paygress-", "x-cashu", "authorization", "cookie")
 
 
 class Echo(BaseHTTPRequestHandler):

@@ -433,6 +433,10 @@ pub struct Setup {
     /// More accepted mints, each running with a payer wallet holding
     /// `funds` (with `mint`).
     pub extra_mints: usize,
+    /// More tiers for the config (after the fixture's).
+    pub extra_tiers: Vec<Value>,
+    /// More environment for the verifier.
+    pub verifier_env: Vec<(String, String)>,
 }
 
 impl Default for Setup {
@@ -446,6 +450,8 @@ impl Default for Setup {
             stand_in: None,
             timeout_ms: 5000,
             extra_mints: 0,
+            extra_tiers: Vec::new(),
+            verifier_env: Vec::new(),
         }
     }
 }
@@ -491,6 +497,9 @@ impl Setup {
             .map_or_else(|| loopback_url(free_port()), TestMint::url);
         let mut config = plugin_config(self.template, &mint_url, self.failure_mode);
         config["verifier"]["timeout_ms"] = json!(self.timeout_ms);
+        if let Some(tiers) = config["tiers"].as_array_mut() {
+            tiers.extend(self.extra_tiers.iter().cloned());
+        }
         if let Some(list) = config["mints"].as_array_mut() {
             list.extend(extra.iter().map(|m| json!(m.url())));
         }
@@ -504,9 +513,14 @@ impl Setup {
             wallet
         };
         let wallets = futures::future::join_all(mint.iter().chain(&extra).map(|m| funded(m.url())));
+        let verifier_env: Vec<(&str, &str)> = self
+            .verifier_env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
         let verifier = async {
             if self.verifier {
-                Some(Verifier::start(&config).await)
+                Some(Verifier::start_with_env(&config, &verifier_env).await)
             } else {
                 None
             }
@@ -553,6 +567,21 @@ impl Stack {
         self.wallet
             .as_ref()
             .unwrap_or_else(|| panic!("this stack has no mint and no wallet"))
+    }
+
+    /// The verifier, to stop or restart it; panics when the stack has none.
+    pub fn verifier_mut(&mut self) -> &mut Verifier {
+        self._verifier
+            .as_mut()
+            .unwrap_or_else(|| panic!("this stack has no verifier"))
+    }
+
+    /// The verifier's `/metrics`; panics when the stack has none.
+    pub async fn verifier_metrics(&self) -> String {
+        match &self._verifier {
+            Some(v) => v.metrics().await,
+            None => panic!("this stack has no verifier"),
+        }
     }
 
     /// The verifier's base URL; panics when the stack has none.

@@ -75,6 +75,17 @@ pub fn pass_of(name: &str, answer: &Answer, expect: &LeaseExpect) -> (String, Cl
     (pass.to_string(), claims)
 }
 
+/// The pass a grant handed back in `X-Paygress-Pass`, with its claims (any
+/// tier's path).
+pub fn pass_of_any_path(name: &str, answer: &Answer) -> (String, Claims) {
+    let pass = answer
+        .header("x-paygress-pass")
+        .unwrap_or_else(|| panic!("[{name}] no X-Paygress-Pass: {answer:?}"));
+    let (_, claims) = pass::decode_unverified(pass)
+        .unwrap_or_else(|e| panic!("[{name}] the pass cannot be read ({e}): {pass}"));
+    (pass.to_string(), claims)
+}
+
 /// Signs claims with one of the fixture's keys.
 fn signed(claims: &Claims, id: &str, secret: &str) -> String {
     pass::sign(claims, &pass_key(id, secret))

@@ -1069,7 +1069,8 @@ async fn paygress_pay_keeps_its_pass_and_lease_show_reads_it() {
     );
 
     // A kept pass under a key the gateway has retired: `pay` forgets it
-    // and buys a new lease, rather than failing on it until it expires.
+    // and spends nothing (the next run buys a new lease), rather than
+    // failing on it until it expires.
     let (_, claims) = pass::decode_unverified(&pass).expect("the kept pass reads");
     let retired = pass::sign(
         &claims,
@@ -1081,20 +1082,27 @@ async fn paygress_pay_keeps_its_pass_and_lease_show_reads_it() {
     let store_path = payer.path().join("payer/passes.json");
     let text = std::fs::read_to_string(&store_path).expect("passes.json");
     std::fs::write(&store_path, text.replace(&pass, &retired)).expect("passes.json");
-    let renewed = run_paygress(&["pay", &url, "--data-dir", &payer_dir], &[]);
-    assert!(renewed.status.success(), "{}", describe(&renewed));
-    let stderr = String::from_utf8_lossy(&renewed.stderr);
+    let refused = run_paygress(&["pay", &url, "--data-dir", &payer_dir], &[]);
+    assert!(!refused.status.success(), "{}", describe(&refused));
     assert!(
-        stderr.contains("refused as invalid") && stderr.contains("stored a new pass"),
+        String::from_utf8_lossy(&refused.stderr).contains("refused the kept pass"),
         "{}",
-        describe(&renewed)
+        describe(&refused)
     );
-    assert_eq!(balance(), 100 - 2 * fixture::COMPUTE);
+    assert_eq!(balance(), 100 - fixture::COMPUTE, "paid on a refused pass");
     let text = std::fs::read_to_string(&store_path).expect("passes.json");
     assert!(
         !text.contains(&retired),
         "the retired pass is still kept: {text}"
     );
+    let renewed = run_paygress(&["pay", &url, "--data-dir", &payer_dir], &[]);
+    assert!(renewed.status.success(), "{}", describe(&renewed));
+    assert!(
+        String::from_utf8_lossy(&renewed.stderr).contains("stored a new pass"),
+        "{}",
+        describe(&renewed)
+    );
+    assert_eq!(balance(), 100 - 2 * fixture::COMPUTE);
 }
 
 /// Every spelling of the catalogue (`common::spellings`), sent byte for byte

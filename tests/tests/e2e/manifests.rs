@@ -19,17 +19,28 @@
 //! WasmPlugin hands it to the filter from the gateway's environment, and no
 //! manifest carries a secret inline (the shipped Secret's placeholder is not
 //! a usable key).
+//!
+//! And the pods of leases: the verifier's Role is exactly the calls it
+//! makes (pods: create, get, list, watch, patch, delete; services: create),
+//! namespaced in POD_NAMESPACE and bound to its ServiceAccount; that
+//! namespace enforces the restricted Pod Security Standard and has a
+//! ResourceQuota, a LimitRange and a default-deny NetworkPolicy; the
+//! example tier's pod is accepted by the real verifier (and a privileged
+//! variant of it refused, naming the key); and one patch,
+//! `k8s/pod-provisioning/enable.yaml`, turns provisioning on.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{
-    ConfigMap, Namespace, PersistentVolumeClaim, Secret, Service, ServiceAccount,
+    ConfigMap, LimitRange, Namespace, PersistentVolumeClaim, PodSpec, ResourceQuota, Secret,
+    Service, ServiceAccount,
 };
 use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use paygress_core::lease::{compile_keys, PassKeyConfig};
@@ -608,6 +619,8 @@ fn every_manifest_parses_into_its_type() {
             ("v1", "Service") => drop(typed::<Service>(doc)),
             ("v1", "ServiceAccount") => drop(typed::<ServiceAccount>(doc)),
             ("v1", "PersistentVolumeClaim") => drop(typed::<PersistentVolumeClaim>(doc)),
+            ("v1", "ResourceQuota") => drop(typed::<ResourceQuota>(doc)),
+            ("v1", "LimitRange") => drop(typed::<LimitRange>(doc)),
             ("apps/v1", "Deployment") => drop(typed::<Deployment>(doc)),
             ("apps/v1", "StatefulSet") => drop(typed::<StatefulSet>(doc)),
             ("apps/v1", "DaemonSet") => drop(typed::<DaemonSet>(doc)),
@@ -648,6 +661,8 @@ fn every_manifest_parses_into_its_type() {
         "ServiceAccount",
         "Role",
         "RoleBinding",
+        "ResourceQuota",
+        "LimitRange",
         "WasmPlugin",
         "Middleware",
         "AuthorizationPolicy",
@@ -897,7 +912,7 @@ fn the_verifier_deployment_is_hardened_and_wired() {
         .unwrap_or_else(|| panic!("the Role has no rule for pods"));
     let mut verbs = pod_rule.verbs.clone();
     verbs.sort();
-    assert_eq!(verbs, ["create", "delete", "get", "list", "watch"]);
+    assert_eq!(verbs, ["create", "delete", "get", "list", "patch", "watch"]);
     assert!(
         rules.iter().all(|r| !r.verbs.iter().any(|v| v == "*")
             && !r
@@ -961,8 +976,17 @@ fn the_verifier_deployment_is_hardened_and_wired() {
         plugin_config.mints, verifier_config.mints,
         "WasmPlugin and verifier accept the same mints"
     );
+    // A tier's `pod` is the verifier's business (the filter ignores it).
+    let without_pods = |config: &Config| {
+        let mut tiers = config.tiers.clone();
+        for tier in &mut tiers {
+            tier.pod = None;
+        }
+        tiers
+    };
     assert_eq!(
-        plugin_config.tiers, verifier_config.tiers,
+        without_pods(&plugin_config),
+        without_pods(&verifier_config),
         "WasmPlugin and verifier price alike"
     );
     assert_eq!(plugin_config.free_paths, verifier_config.free_paths);
@@ -1610,7 +1634,8 @@ fn the_verifier_mounts_an_api_token_only_to_provision_pods() {
         );
     }
 
-    // RBAC: namespaced, pods only, for the verifier only.
+    // RBAC: namespaced, pods and their Services only, for the verifier
+    // only (exactly which verbs: the_pod_provisioner_role_is_exactly_what_the_verifier_calls).
     for doc in &docs {
         assert!(
             !matches!(doc.kind(), "ClusterRole" | "ClusterRoleBinding"),
@@ -1618,7 +1643,6 @@ fn the_verifier_mounts_an_api_token_only_to_provision_pods() {
             doc.at()
         );
     }
-    let allowed = ["create", "get", "list", "watch", "delete"];
     for doc in docs.iter().filter(|d| d.kind() == "Role") {
         let role: Role = typed(doc);
         for rule in role.rules.unwrap_or_default() {
@@ -1628,18 +1652,19 @@ fn the_verifier_mounts_an_api_token_only_to_provision_pods() {
                 "{}: the core API group only",
                 doc.at()
             );
-            assert_eq!(
-                rule.resources.as_deref(),
-                Some(&["pods".to_string()][..]),
-                "{}: pods only",
-                doc.at()
-            );
-            assert!(
-                rule.verbs.iter().all(|v| allowed.contains(&v.as_str())),
-                "{}: verbs {:?} beyond {allowed:?}",
-                doc.at(),
-                rule.verbs
-            );
+            for resource in rule.resources.unwrap_or_default() {
+                let allowed = PROVISIONER_VERBS
+                    .iter()
+                    .find(|(r, _)| *r == resource)
+                    .map(|(_, verbs)| *verbs)
+                    .unwrap_or_else(|| panic!("{}: {resource}: not a pod's", doc.at()));
+                assert!(
+                    rule.verbs.iter().all(|v| allowed.contains(&v.as_str())),
+                    "{}: {resource}: verbs {:?} beyond {allowed:?}",
+                    doc.at(),
+                    rule.verbs
+                );
+            }
         }
     }
     for doc in docs.iter().filter(|d| d.kind() == "RoleBinding") {
@@ -1952,5 +1977,904 @@ fn the_istio_ext_authz_filters_keep_the_lease_header_reserved_and_the_pass_from_
             "{}: {header} removed before ext_authz: the verifier would never see it",
             doc.at()
         );
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Pods for leases: the Role, the tenant namespace, the example tier, the
+// switch.
+
+/// The calls the verifier makes to the API server (`verifier/src/pods/`),
+/// by resource: what its Role grants, exactly. Pods: `create` (a lease's
+/// pod), `get` (before a top-up's annotation write; `GET /lease`'s phase),
+/// `patch` (the annotation), `list` and `watch` (the reaper's controller),
+/// `delete` (the reaper). Services: `create` (the pod's own, deleted with it
+/// by the garbage collector).
+const PROVISIONER_VERBS: [(&str, &[&str]); 2] = [
+    (
+        "pods",
+        &["create", "get", "list", "watch", "patch", "delete"],
+    ),
+    ("services", &["create"]),
+];
+/// The verifier's namespace (its ServiceAccount's).
+const VERIFIER_NAMESPACE: &str = "paygress-system";
+/// The switch, a strategic-merge patch of the verifier's Deployment (not a
+/// manifest: `documents()` does not read it).
+const PROVISIONING_PATCH: &str = "k8s/pod-provisioning/enable.yaml";
+
+/// The verifier's Deployment, typed.
+fn verifier_deployment(docs: &[Doc]) -> Deployment {
+    typed(find(docs, "Deployment", "paygress-auth"))
+}
+
+/// The value of the environment variable `name` of the verifier's container.
+fn verifier_env(deployment: &Deployment, name: &str) -> Option<String> {
+    deployment
+        .spec
+        .clone()
+        .unwrap_or_default()
+        .template
+        .spec
+        .unwrap_or_default()
+        .containers
+        .iter()
+        .flat_map(|c| c.env.clone().unwrap_or_default())
+        .find(|e| e.name == name)
+        .and_then(|e| e.value)
+}
+
+/// The verifier's POD_NAMESPACE (a literal value in its Deployment).
+fn pod_namespace(docs: &[Doc]) -> String {
+    verifier_env(&verifier_deployment(docs), "POD_NAMESPACE")
+        .unwrap_or_else(|| panic!("the verifier's POD_NAMESPACE is not set"))
+}
+
+/// The verifier's config (`config.json` of the ConfigMap `paygress-config`),
+/// as JSON, and where it is.
+fn verifier_config_json(docs: &[Doc]) -> (String, Value) {
+    let doc = find_in(docs, "ConfigMap", VERIFIER_NAMESPACE, "paygress-config")
+        .unwrap_or_else(|| panic!("no ConfigMap {VERIFIER_NAMESPACE}/paygress-config"));
+    let at = format!("{} config.json", doc.at());
+    let config = serde_json::from_str(str_at(doc, "/data/config.json"))
+        .unwrap_or_else(|err| panic!("{at}: not JSON: {err}"));
+    (at, config)
+}
+
+/// A resource quantity in base units (cores, bytes), for the suffixes
+/// Kubernetes accepts.
+fn quantity(q: &Quantity, at: &str) -> f64 {
+    let s = q.0.trim();
+    let binary = |e: i32| 1024f64.powi(e);
+    for (suffix, factor) in [
+        ("Ki", binary(1)),
+        ("Mi", binary(2)),
+        ("Gi", binary(3)),
+        ("Ti", binary(4)),
+        ("m", 1e-3),
+        ("k", 1e3),
+        ("M", 1e6),
+        ("G", 1e9),
+        ("T", 1e12),
+    ] {
+        if let Some(number) = s.strip_suffix(suffix) {
+            let n: f64 = number
+                .parse()
+                .unwrap_or_else(|err| panic!("{at}: quantity {s}: {err}"));
+            return n * factor;
+        }
+    }
+    s.parse()
+        .unwrap_or_else(|err| panic!("{at}: quantity {s}: {err}"))
+}
+
+/// The Role of the verifier grants exactly the calls it makes, on pods and
+/// their Services only, in POD_NAMESPACE only, to the verifier's
+/// ServiceAccount only; nothing is cluster-wide.
+#[test]
+fn the_pod_provisioner_role_is_exactly_what_the_verifier_calls() {
+    let docs = documents();
+    let namespace = pod_namespace(&docs);
+    assert_ne!(
+        namespace, VERIFIER_NAMESPACE,
+        "the pods of leases run beside the verifier (and its wallet's volume)"
+    );
+    for doc in &docs {
+        assert!(
+            !matches!(doc.kind(), "ClusterRole" | "ClusterRoleBinding"),
+            "{}: nothing cluster-wide",
+            doc.at()
+        );
+    }
+    let roles: Vec<&Doc> = docs.iter().filter(|d| d.kind() == "Role").collect();
+    assert_eq!(
+        roles.len(),
+        1,
+        "one Role, the pod provisioner's: {:?}",
+        roles.iter().map(|d| d.at()).collect::<Vec<_>>()
+    );
+    let role_doc = roles[0];
+    assert_eq!(
+        role_doc.namespace(),
+        namespace,
+        "{}: the Role is in POD_NAMESPACE",
+        role_doc.at()
+    );
+    let role: Role = typed(role_doc);
+    let mut granted: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (i, rule) in role.rules.unwrap_or_default().into_iter().enumerate() {
+        let at = format!("{} rule {i}", role_doc.at());
+        assert_eq!(
+            rule.api_groups.as_deref(),
+            Some(&[String::new()][..]),
+            "{at}: the core API group only"
+        );
+        assert!(
+            rule.resource_names.as_ref().is_none_or(Vec::is_empty),
+            "{at}: resourceNames cannot name pods before they exist"
+        );
+        assert!(rule.non_resource_urls.is_none(), "{at}: nonResourceURLs");
+        for resource in rule.resources.unwrap_or_default() {
+            assert!(
+                !resource.contains('/') && resource != "*",
+                "{at}: {resource}: no subresource (exec, log, …), no wildcard"
+            );
+            granted
+                .entry(resource)
+                .or_default()
+                .extend(rule.verbs.iter().cloned());
+        }
+    }
+    for verbs in granted.values_mut() {
+        verbs.sort();
+        verbs.dedup();
+    }
+    let expected: BTreeMap<String, Vec<String>> = PROVISIONER_VERBS
+        .iter()
+        .map(|(resource, verbs)| {
+            let mut verbs: Vec<String> = verbs.iter().map(|v| (*v).to_string()).collect();
+            verbs.sort();
+            (resource.to_string(), verbs)
+        })
+        .collect();
+    assert_eq!(
+        granted,
+        expected,
+        "{}: exactly the verifier's calls",
+        role_doc.at()
+    );
+
+    // Bound, in the same namespace, to the verifier's ServiceAccount alone.
+    let account = verifier_deployment(&docs)
+        .spec
+        .unwrap_or_default()
+        .template
+        .spec
+        .unwrap_or_default()
+        .service_account_name
+        .unwrap_or_else(|| panic!("the verifier has no serviceAccountName"));
+    assert!(
+        find_in(&docs, "ServiceAccount", VERIFIER_NAMESPACE, &account).is_some(),
+        "no ServiceAccount {VERIFIER_NAMESPACE}/{account}"
+    );
+    let bindings: Vec<&Doc> = docs
+        .iter()
+        .filter(|d| d.kind() == "RoleBinding" && d.value["roleRef"]["name"] == role_doc.name())
+        .collect();
+    assert_eq!(
+        bindings.len(),
+        1,
+        "the Role {} is bound once",
+        role_doc.name()
+    );
+    let binding_doc = bindings[0];
+    assert_eq!(
+        binding_doc.namespace(),
+        namespace,
+        "{}: a RoleBinding binds a Role of its own namespace only",
+        binding_doc.at()
+    );
+    let binding: RoleBinding = typed(binding_doc);
+    assert_eq!(binding.role_ref.kind, "Role", "{}", binding_doc.at());
+    assert_eq!(
+        binding.role_ref.api_group,
+        "rbac.authorization.k8s.io",
+        "{}",
+        binding_doc.at()
+    );
+    let subjects: Vec<(String, String, Option<String>)> = binding
+        .subjects
+        .unwrap_or_default()
+        .into_iter()
+        .map(|s| (s.kind, s.name, s.namespace))
+        .collect();
+    assert_eq!(
+        subjects,
+        [(
+            "ServiceAccount".to_string(),
+            account,
+            Some(VERIFIER_NAMESPACE.to_string())
+        )],
+        "{}: the verifier's ServiceAccount only",
+        binding_doc.at()
+    );
+}
+
+/// POD_NAMESPACE is created here, enforces (and warns and audits) the
+/// restricted Pod Security Standard, is bounded by a ResourceQuota and a
+/// LimitRange, and is shut by a default-deny NetworkPolicy: in, only the
+/// proxy pods, on the pods' ports; out, nothing but (at most) DNS.
+#[test]
+fn the_tenant_namespace_is_restricted_bounded_and_shut() {
+    let docs = documents();
+    let namespace = pod_namespace(&docs);
+    let ns_doc = find(&docs, "Namespace", &namespace);
+    let ns: Namespace = typed(ns_doc);
+    let labels = ns.metadata.labels.unwrap_or_default();
+    for mode in ["enforce", "warn", "audit"] {
+        assert_eq!(
+            labels
+                .get(&format!("pod-security.kubernetes.io/{mode}"))
+                .map(String::as_str),
+            Some("restricted"),
+            "{}: pod-security.kubernetes.io/{mode}",
+            ns_doc.at()
+        );
+    }
+    assert!(
+        !labels.contains_key("paygress.io/verifier-access"),
+        "{}: the pods of leases must not reach the verifier",
+        ns_doc.at()
+    );
+    for doc in docs
+        .iter()
+        .filter(|d| matches!(d.kind(), "Deployment" | "StatefulSet" | "DaemonSet"))
+    {
+        assert_ne!(
+            doc.namespace(),
+            namespace,
+            "{}: nothing of ours runs among the pods of leases",
+            doc.at()
+        );
+    }
+    let here = |kind: &str| -> Vec<&Doc> {
+        docs.iter()
+            .filter(|d| d.kind() == kind && d.namespace() == namespace)
+            .collect()
+    };
+
+    // A ResourceQuota over the whole namespace (no scopes) bounds the count
+    // and the CPU and memory of the pods, the Services, and exposes nothing.
+    let mut hard: BTreeMap<String, Quantity> = BTreeMap::new();
+    for doc in here("ResourceQuota") {
+        let quota: ResourceQuota = typed(doc);
+        let spec = quota.spec.unwrap_or_default();
+        if spec.scopes.is_none() && spec.scope_selector.is_none() {
+            hard.extend(spec.hard.unwrap_or_default());
+        }
+    }
+    for key in [
+        "pods",
+        "services",
+        "requests.cpu",
+        "requests.memory",
+        "limits.cpu",
+        "limits.memory",
+    ] {
+        assert!(
+            hard.contains_key(key),
+            "no ResourceQuota of {namespace} bounds {key}: {hard:?}"
+        );
+    }
+    for key in ["services.loadbalancers", "services.nodeports"] {
+        assert_eq!(
+            hard.get(key).map(|q| q.0.as_str()),
+            Some("0"),
+            "{namespace}: the verifier makes ClusterIP Services only"
+        );
+    }
+
+    // A LimitRange: defaults and a ceiling for every container.
+    let mut container_limits = Vec::new();
+    for doc in here("LimitRange") {
+        let range: LimitRange = typed(doc);
+        container_limits.extend(
+            range
+                .spec
+                .map(|s| s.limits)
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|l| l.type_ == "Container"),
+        );
+    }
+    assert!(
+        !container_limits.is_empty(),
+        "no LimitRange of {namespace} for containers"
+    );
+    for quantity in ["cpu", "memory"] {
+        for what in ["default", "defaultRequest", "max"] {
+            let has = container_limits.iter().any(|l| {
+                let map = match what {
+                    "default" => &l.default,
+                    "defaultRequest" => &l.default_request,
+                    _ => &l.max,
+                };
+                map.as_ref().is_some_and(|m| m.contains_key(quantity))
+            });
+            assert!(
+                has,
+                "the LimitRange of {namespace} has no {what} {quantity}"
+            );
+        }
+    }
+
+    // Default deny: a policy selects every pod, both ways.
+    let policies: Vec<(String, NetworkPolicy)> = here("NetworkPolicy")
+        .into_iter()
+        .map(|d| (d.at(), typed::<NetworkPolicy>(d)))
+        .collect();
+    assert!(
+        policies.iter().any(|(_, p)| {
+            let spec = p.spec.clone().unwrap_or_default();
+            let types = spec.policy_types.unwrap_or_default();
+            !is_narrow(spec.pod_selector.as_ref())
+                && types.iter().any(|t| t == "Ingress")
+                && types.iter().any(|t| t == "Egress")
+        }),
+        "no NetworkPolicy of {namespace} selects every pod for Ingress and Egress"
+    );
+    // Policies add up: every rule of every policy here admits only proxies
+    // in, and only DNS out.
+    let (_, config) = verifier_config_json(&docs);
+    let pod_ports: Vec<i32> = config["tiers"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or(&[])
+        .iter()
+        .filter_map(|t| t["pod"]["port"].as_i64())
+        .map(|p| i32::try_from(p).unwrap_or_default())
+        .collect();
+    let mut admitted: Vec<String> = Vec::new();
+    let mut open_ports: Vec<i32> = Vec::new();
+    for (at, policy) in &policies {
+        let spec = policy.spec.clone().unwrap_or_default();
+        for (i, rule) in spec.ingress.unwrap_or_default().iter().enumerate() {
+            let from = rule.from.clone().unwrap_or_default();
+            assert!(
+                !from.is_empty(),
+                "{at}: ingress rule {i} has no `from`: it admits every pod"
+            );
+            for peer in from {
+                assert!(
+                    peer.ip_block.is_none(),
+                    "{at}: ingress rule {i} admits an ipBlock"
+                );
+                let namespaces = peer
+                    .namespace_selector
+                    .as_ref()
+                    .and_then(named_namespaces)
+                    .unwrap_or_else(|| {
+                        panic!("{at}: ingress rule {i} admits pods without naming their namespace")
+                    });
+                for ns in &namespaces {
+                    assert!(
+                        PROXY_NAMESPACES.contains(&ns.as_str()),
+                        "{at}: ingress rule {i} admits namespace {ns}, which runs no proxy"
+                    );
+                }
+                assert!(
+                    is_narrow(peer.pod_selector.as_ref()),
+                    "{at}: ingress rule {i} admits every pod of {namespaces:?}"
+                );
+                admitted.extend(namespaces);
+            }
+            let ports = rule.ports.clone().unwrap_or_default();
+            assert!(
+                !ports.is_empty(),
+                "{at}: ingress rule {i} admits every port"
+            );
+            for port in ports {
+                match port.port {
+                    Some(IntOrString::Int(n)) => open_ports.push(n),
+                    other => panic!("{at}: ingress rule {i}: port {other:?} is not a number"),
+                }
+            }
+        }
+        for (i, rule) in spec.egress.unwrap_or_default().iter().enumerate() {
+            let ports: Vec<Option<IntOrString>> = rule
+                .ports
+                .clone()
+                .unwrap_or_default()
+                .into_iter()
+                .map(|p| p.port)
+                .collect();
+            assert!(
+                !ports.is_empty() && ports.iter().all(|p| *p == Some(IntOrString::Int(53))),
+                "{at}: egress rule {i}: the pods of leases reach DNS at most"
+            );
+            let to = rule.to.clone().unwrap_or_default();
+            assert!(!to.is_empty(), "{at}: egress rule {i} reaches everything");
+            for peer in to {
+                let namespaces = peer.namespace_selector.as_ref().and_then(named_namespaces);
+                let pods = peer
+                    .pod_selector
+                    .as_ref()
+                    .and_then(|s| s.match_labels.clone())
+                    .unwrap_or_default();
+                assert!(
+                    peer.ip_block.is_none()
+                        && namespaces.as_deref() == Some(&["kube-system".to_string()][..])
+                        && pods.get("k8s-app").map(String::as_str) == Some("kube-dns"),
+                    "{at}: egress rule {i}: DNS goes to kube-dns only"
+                );
+            }
+        }
+    }
+    for proxy in PROXY_NAMESPACES {
+        assert!(
+            admitted.iter().any(|a| a == proxy),
+            "{namespace}: the proxies in {proxy} cannot reach the pods of leases"
+        );
+    }
+    assert!(!pod_ports.is_empty(), "no tier has a pod");
+    for port in &pod_ports {
+        assert!(
+            open_ports.contains(port),
+            "{namespace}: the pods' port {port} is not open to the proxies ({open_ports:?})"
+        );
+    }
+}
+
+/// What `paygress serve` says of a config: `Ok` once the config has loaded
+/// (its listen address is taken, so it stops there: "cannot listen on"),
+/// else `Err` with its exit status and error.
+fn verifier_loads(config: &Value, pod_namespace: &str) -> Result<(), String> {
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    let dir = tempfile::Builder::new()
+        .prefix("paygress-manifests-")
+        .tempdir()
+        .unwrap_or_else(|err| panic!("cannot create a temp dir: {err}"));
+    let path = dir.path().join("config.json");
+    std::fs::write(&path, config.to_string())
+        .unwrap_or_else(|err| panic!("cannot write {}: {err}", path.display()));
+    let taken = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap_or_else(|err| panic!("cannot bind a loopback port: {err}"));
+    let addr = taken
+        .local_addr()
+        .unwrap_or_else(|err| panic!("{err}"))
+        .to_string();
+    let stderr_path = dir.path().join("stderr");
+    let stdout = std::fs::File::create(dir.path().join("stdout"))
+        .unwrap_or_else(|err| panic!("cannot create a log file: {err}"));
+    let stderr = std::fs::File::create(&stderr_path)
+        .unwrap_or_else(|err| panic!("cannot create a log file: {err}"));
+    let mut command = Command::new(paygress_tests::verifier::paygress_bin());
+    command
+        .arg("serve")
+        .arg("--config")
+        .arg(&path)
+        .arg("--listen")
+        .arg(&addr)
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .stdin(Stdio::null())
+        .stdout(stdout)
+        .stderr(stderr);
+    // The config file alone, with the environment the Deployment gives it.
+    for var in [
+        "PAYGRESS_MNEMONIC",
+        "PAYGRESS_MINTS",
+        "PAYGRESS_UNIT",
+        "PAYGRESS_FREE_PATHS",
+        "PAYGRESS_TIERS",
+        "PAYGRESS_PASS_KEYS",
+        "DEFAULT_PAYMENT_AMOUNT",
+        "PAYGRESS_DEFAULT_AMOUNT",
+        "RUST_LOG",
+    ] {
+        command.env_remove(var);
+    }
+    command
+        .env("ENABLE_POD_PROVISIONING", "false")
+        .env("POD_NAMESPACE", pod_namespace)
+        .env(PASS_KEY_ENV, TEST_PASS_KEY)
+        .env("PAYGRESS_LOG", "error");
+    let mut child = command
+        .spawn()
+        .unwrap_or_else(|err| panic!("cannot run paygress serve: {err}"));
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap_or_else(|err| panic!("{err}")) {
+            break status;
+        }
+        if started.elapsed() > Duration::from_secs(60) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("paygress serve is still running after 60 s on a taken address {addr}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    drop(taken);
+    let errors = std::fs::read_to_string(&stderr_path).unwrap_or_default();
+    if !status.success() && errors.contains("cannot listen on") {
+        Ok(())
+    } else {
+        Err(format!("exit {status}: {errors}"))
+    }
+}
+
+/// The example tier's pod: restricted as written (not only once the
+/// verifier has completed it), within the tenant namespace's LimitRange and
+/// ResourceQuota, serving its port; and the real verifier loads the config
+/// that carries it, and refuses it made privileged or without a CPU limit,
+/// naming the key.
+#[test]
+fn the_example_pod_tier_is_what_the_verifier_accepts() {
+    let docs = documents();
+    let namespace = pod_namespace(&docs);
+    let (at, config) = verifier_config_json(&docs);
+    let tiers = config["tiers"]
+        .as_array()
+        .cloned()
+        .unwrap_or_else(|| panic!("{at}: no tiers"));
+    let pods: Vec<(usize, Value)> = tiers
+        .iter()
+        .enumerate()
+        .filter_map(|(i, t)| t.get("pod").map(|p| (i, p.clone())))
+        .collect();
+    assert!(!pods.is_empty(), "{at}: no tier has a pod");
+
+    // The tenant namespace's ceilings.
+    let mut max: BTreeMap<String, f64> = BTreeMap::new();
+    for doc in docs
+        .iter()
+        .filter(|d| d.kind() == "LimitRange" && d.namespace() == namespace)
+    {
+        let range: LimitRange = typed(doc);
+        for item in range.spec.map(|s| s.limits).unwrap_or_default() {
+            if item.type_ == "Container" {
+                for (k, v) in item.max.unwrap_or_default() {
+                    max.insert(k, quantity(&v, &doc.at()));
+                }
+            }
+        }
+    }
+    let mut hard: BTreeMap<String, f64> = BTreeMap::new();
+    for doc in docs
+        .iter()
+        .filter(|d| d.kind() == "ResourceQuota" && d.namespace() == namespace)
+    {
+        let quota: ResourceQuota = typed(doc);
+        for (k, v) in quota.spec.and_then(|s| s.hard).unwrap_or_default() {
+            hard.insert(k, quantity(&v, &doc.at()));
+        }
+    }
+
+    // Volume types the restricted standard allows.
+    const VOLUMES: [&str; 8] = [
+        "configMap",
+        "csi",
+        "downwardAPI",
+        "emptyDir",
+        "ephemeral",
+        "persistentVolumeClaim",
+        "projected",
+        "secret",
+    ];
+    for (i, pod) in &pods {
+        let key = format!("{at}: tiers[{i}].pod");
+        assert!(
+            tiers[*i]["lease"]["seconds"].is_u64(),
+            "{key}: a pod is for a lease tier"
+        );
+        let port = pod["port"]
+            .as_u64()
+            .and_then(|p| i32::try_from(p).ok())
+            .unwrap_or_else(|| panic!("{key}.port must be a port"));
+        let spec: PodSpec = serde_json::from_value(pod["spec"].clone())
+            .unwrap_or_else(|err| panic!("{key}.spec: not a PodSpec: {err}"));
+        let back = serde_json::to_value(&spec).unwrap_or_else(|err| panic!("{err}"));
+        assert_subset(&pod["spec"], &back, &key, ".spec");
+
+        for (field, set) in [
+            ("hostNetwork", spec.host_network),
+            ("hostPID", spec.host_pid),
+            ("hostIPC", spec.host_ipc),
+            (
+                "automountServiceAccountToken",
+                spec.automount_service_account_token,
+            ),
+        ] {
+            assert_ne!(set, Some(true), "{key}.spec.{field}");
+        }
+        for volume in pod["spec"]["volumes"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
+        {
+            for kind in volume.as_object().into_iter().flatten().map(|(k, _)| k) {
+                assert!(
+                    kind == "name" || VOLUMES.contains(&kind.as_str()),
+                    "{key}.spec.volumes: {kind} is not allowed by the restricted standard"
+                );
+            }
+        }
+        let psc = spec.security_context.clone().unwrap_or_default();
+        assert_eq!(psc.run_as_non_root, Some(true), "{key}: runAsNonRoot");
+        assert_ne!(psc.run_as_user, Some(0), "{key}: runAsUser");
+        assert!(
+            psc.seccomp_profile
+                .as_ref()
+                .is_some_and(|p| p.type_ == "RuntimeDefault" || p.type_ == "Localhost"),
+            "{key}: seccompProfile RuntimeDefault"
+        );
+        let mut serves_port = false;
+        let mut totals: BTreeMap<String, f64> = BTreeMap::new();
+        let containers = spec
+            .containers
+            .iter()
+            .chain(spec.init_containers.iter().flatten());
+        for c in containers {
+            let ckey = format!("{key} container {}", c.name);
+            let sc = c.security_context.clone().unwrap_or_default();
+            assert_eq!(
+                sc.allow_privilege_escalation,
+                Some(false),
+                "{ckey}: allowPrivilegeEscalation"
+            );
+            assert_ne!(sc.privileged, Some(true), "{ckey}: privileged");
+            assert_ne!(sc.run_as_user, Some(0), "{ckey}: runAsUser");
+            assert_ne!(sc.run_as_non_root, Some(false), "{ckey}: runAsNonRoot");
+            assert!(
+                sc.seccomp_profile
+                    .as_ref()
+                    .is_none_or(|p| p.type_ == "RuntimeDefault" || p.type_ == "Localhost"),
+                "{ckey}: seccompProfile"
+            );
+            let caps = sc.capabilities.clone().unwrap_or_default();
+            assert!(
+                caps.drop.unwrap_or_default().iter().any(|c| c == "ALL"),
+                "{ckey}: capabilities drop ALL"
+            );
+            assert!(
+                caps.add
+                    .unwrap_or_default()
+                    .iter()
+                    .all(|c| c == "NET_BIND_SERVICE"),
+                "{ckey}: capabilities add"
+            );
+            for p in c.ports.clone().unwrap_or_default() {
+                assert!(p.host_port.is_none_or(|h| h == 0), "{ckey}: hostPort");
+                serves_port |= p.container_port == port;
+            }
+            let resources = c.resources.clone().unwrap_or_default();
+            for (kind, map) in [
+                ("requests", resources.requests),
+                ("limits", resources.limits),
+            ] {
+                let map = map.unwrap_or_default();
+                for name in ["cpu", "memory"] {
+                    let value = map
+                        .get(name)
+                        .map(|q| quantity(q, &ckey))
+                        .unwrap_or_else(|| panic!("{ckey}: resources.{kind}.{name} is required"));
+                    if let Some(ceiling) = max.get(name) {
+                        assert!(
+                            value <= *ceiling,
+                            "{ckey}: resources.{kind}.{name} is above the LimitRange's max"
+                        );
+                    }
+                    *totals.entry(format!("{kind}.{name}")).or_default() += value;
+                }
+            }
+        }
+        assert!(
+            serves_port,
+            "{key}: no container serves port {port} (the Service's)"
+        );
+        assert!(
+            hard.get("pods").is_none_or(|n| *n >= 1.0),
+            "{namespace}: the ResourceQuota leaves room for no pod"
+        );
+        for (name, total) in &totals {
+            if let Some(ceiling) = hard.get(name) {
+                assert!(
+                    total <= ceiling,
+                    "{key}: {name} {total} is above the ResourceQuota ({ceiling}): no lease \
+                     could be sold"
+                );
+            }
+        }
+    }
+
+    // The real verifier loads it, as the Deployment starts it.
+    if let Err(err) = verifier_loads(&config, &namespace) {
+        panic!("{at}: paygress serve refuses the shipped config: {err}");
+    }
+    // And it is the verifier's own check that passed: a privileged variant,
+    // or one without a CPU limit, is refused with its key named.
+    let (i, _) = &pods[0];
+    let mut privileged = config.clone();
+    privileged["tiers"][*i]["pod"]["spec"]["containers"][0]["securityContext"]["privileged"] =
+        Value::Bool(true);
+    let mut unlimited = config.clone();
+    let limits = &mut unlimited["tiers"][*i]["pod"]["spec"]["containers"][0]["resources"]["limits"];
+    limits
+        .as_object_mut()
+        .unwrap_or_else(|| panic!("{at}: tiers[{i}]: no limits"))
+        .remove("cpu");
+    for (variant, key) in [
+        (
+            privileged,
+            format!("tiers[{i}].pod.spec.containers[0].securityContext.privileged"),
+        ),
+        (
+            unlimited,
+            format!("tiers[{i}].pod.spec.containers[0].resources.limits.cpu"),
+        ),
+    ] {
+        match verifier_loads(&variant, &namespace) {
+            Ok(()) => panic!("paygress serve loads a config whose {key} is wrong"),
+            Err(err) => assert!(
+                err.contains(&format!("`{key}`")) && err.starts_with("exit exit status: 2"),
+                "paygress serve must refuse the config naming {key}: {err}"
+            ),
+        }
+    }
+}
+
+/// Strategic merge of a list of objects by `name` (containers, env), as
+/// `kubectl patch --type strategic` does for these lists.
+fn merge_by_name(target: &mut Value, patch: &Value) {
+    let Some(list) = target.as_array_mut() else {
+        panic!("a strategic merge by name of something that is not a list");
+    };
+    for item in patch.as_array().map(Vec::as_slice).unwrap_or(&[]) {
+        match list.iter_mut().find(|t| t["name"] == item["name"]) {
+            Some(existing) => {
+                for (k, v) in item.as_object().into_iter().flatten() {
+                    if k == "env" {
+                        merge_by_name(&mut existing[k], v);
+                    } else {
+                        existing[k] = v.clone();
+                    }
+                }
+            }
+            None => list.push(item.clone()),
+        }
+    }
+}
+
+/// Pod provisioning is off as shipped (no token, ENABLE_POD_PROVISIONING
+/// "false"), and `k8s/pod-provisioning/enable.yaml` turns it on by changing
+/// only the lines that go together: the pod's API token, the switch, and
+/// POD_NAMESPACE, the Role's namespace.
+#[test]
+fn one_patch_turns_pod_provisioning_on() {
+    let docs = documents();
+    let text = std::fs::read_to_string(tools::workspace_root().join(PROVISIONING_PATCH))
+        .unwrap_or_else(|err| panic!("{PROVISIONING_PATCH}: {err}"));
+    let yaml: serde_yaml::Value = serde_yaml::from_str(&text)
+        .unwrap_or_else(|err| panic!("{PROVISIONING_PATCH}: not YAML: {err}"));
+    let patch = serde_json::to_value(&yaml).unwrap_or_else(|err| panic!("{err}"));
+    let keys = |v: &Value| -> Vec<String> {
+        v.as_object()
+            .map(|o| o.keys().cloned().collect())
+            .unwrap_or_default()
+    };
+    assert_eq!(keys(&patch), ["spec"], "{PROVISIONING_PATCH}");
+    assert_eq!(keys(&patch["spec"]), ["template"], "{PROVISIONING_PATCH}");
+    assert_eq!(
+        keys(&patch["spec"]["template"]),
+        ["spec"],
+        "{PROVISIONING_PATCH}"
+    );
+    let pod_patch = &patch["spec"]["template"]["spec"];
+    let mut pod_keys = keys(pod_patch);
+    pod_keys.sort();
+    assert_eq!(
+        pod_keys,
+        ["automountServiceAccountToken", "containers"],
+        "{PROVISIONING_PATCH}: the token and the container's environment only"
+    );
+    for container in pod_patch["containers"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or(&[])
+    {
+        let mut container_keys = keys(container);
+        container_keys.sort();
+        assert_eq!(
+            container_keys,
+            ["env", "name"],
+            "{PROVISIONING_PATCH}: a container's environment only"
+        );
+        for env in container["env"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
+        {
+            let name = env["name"].as_str().unwrap_or_default();
+            assert!(
+                matches!(name, "ENABLE_POD_PROVISIONING" | "POD_NAMESPACE"),
+                "{PROVISIONING_PATCH}: sets {name}"
+            );
+            assert!(
+                env["value"].is_string() && keys(env).len() == 2,
+                "{PROVISIONING_PATCH}: {name} is a literal value"
+            );
+        }
+    }
+
+    // Applied to the shipped Deployment.
+    let shipped = find(&docs, "Deployment", "paygress-auth");
+    let mut value = shipped.value.clone();
+    let pod = &mut value["spec"]["template"]["spec"];
+    pod["automountServiceAccountToken"] = pod_patch["automountServiceAccountToken"].clone();
+    let names_before: Vec<Value> = pod["containers"]
+        .as_array()
+        .map(|c| c.iter().map(|c| c["name"].clone()).collect())
+        .unwrap_or_default();
+    merge_by_name(&mut pod["containers"], &pod_patch["containers"]);
+    let names_after: Vec<Value> = pod["containers"]
+        .as_array()
+        .map(|c| c.iter().map(|c| c["name"].clone()).collect())
+        .unwrap_or_default();
+    assert_eq!(
+        names_before, names_after,
+        "{PROVISIONING_PATCH}: names a container the Deployment does not have"
+    );
+    let patched: Deployment = typed(&Doc {
+        file: PROVISIONING_PATCH.to_string(),
+        index: 0,
+        value,
+    });
+    let pod = patched
+        .spec
+        .clone()
+        .unwrap_or_default()
+        .template
+        .spec
+        .unwrap_or_default();
+    assert_eq!(
+        pod.automount_service_account_token,
+        Some(true),
+        "{PROVISIONING_PATCH}: the verifier needs its API token"
+    );
+    assert_eq!(
+        verifier_env(&patched, "ENABLE_POD_PROVISIONING").as_deref(),
+        Some("true"),
+        "{PROVISIONING_PATCH}"
+    );
+    let namespace = verifier_env(&patched, "POD_NAMESPACE");
+    let role_namespaces: Vec<&str> = docs
+        .iter()
+        .filter(|d| d.kind() == "Role")
+        .map(Doc::namespace)
+        .collect();
+    assert_eq!(
+        namespace.as_deref(),
+        Some(pod_namespace(&docs).as_str()),
+        "{PROVISIONING_PATCH}: POD_NAMESPACE as shipped"
+    );
+    assert_eq!(
+        role_namespaces,
+        [namespace.as_deref().unwrap_or_default()],
+        "{PROVISIONING_PATCH}: POD_NAMESPACE is the Role's namespace"
+    );
+    for container in &pod.containers {
+        let mut names: Vec<String> = container
+            .env
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|e| e.name)
+            .collect();
+        let count = names.len();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), count, "{PROVISIONING_PATCH}: a variable twice");
     }
 }
