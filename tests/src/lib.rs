@@ -26,12 +26,14 @@
 //!   path and host spellings;
 //! - [`envoy`] runs Envoy with the filter and reads its counters.
 
+pub mod cluster;
 pub mod contract;
 pub mod counting_proxy;
 pub mod delay_proxy;
 pub mod envoy;
 pub mod fixture;
 pub mod http;
+pub mod kube_api;
 pub mod mint;
 pub mod ports;
 pub mod process;
