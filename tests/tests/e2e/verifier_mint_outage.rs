@@ -143,7 +143,11 @@ async fn start_unready(
         .arg(dir.path().join("data"))
         .env_remove("PAYGRESS_MNEMONIC")
         .env("PAYGRESS_LOG", "info,paygress=debug")
-        .env("PAYGRESS_MINT_TIMEOUT_MS", MINT_TIMEOUT_MS.to_string());
+        .env("PAYGRESS_MINT_TIMEOUT_MS", MINT_TIMEOUT_MS.to_string())
+        .env(
+            paygress_tests::fixture::PASS_KEY_ENV,
+            paygress_tests::fixture::PASS_KEY_SECRET,
+        );
     let mut process = paygress_tests::ChildProcess::spawn("paygress-unready", command);
     let url = paygress_tests::loopback_url(port);
     process
