@@ -185,6 +185,25 @@ pub struct Verdict {
     pub counters: &'static [Counter],
 }
 
+/// The time, in Unix seconds, for checking a pass: a value, or a function
+/// called only when a pass is checked (the host's clock is a host call that
+/// most requests do not need).
+pub trait Clock {
+    fn now(self) -> u64;
+}
+
+impl Clock for u64 {
+    fn now(self) -> u64 {
+        self
+    }
+}
+
+impl<F: FnOnce() -> u64> Clock for F {
+    fn now(self) -> u64 {
+        self()
+    }
+}
+
 /// A pass as the request presented it.
 #[derive(Debug, Clone, Copy)]
 struct Presented<'a> {
@@ -239,9 +258,10 @@ impl Plugin {
         (tier_index < self.config.tier_count()).then(|| &self.config.tier(tier_index).challenge)
     }
 
-    /// Decides on a request from its headers (pseudo-headers included) at
-    /// `now` (Unix seconds, for passes).
-    pub fn on_request_headers(&self, headers: &Headers, now: u64) -> Verdict {
+    /// Decides on a request from its headers (pseudo-headers included);
+    /// `now` gives the time (Unix seconds), read only when a pass is to be
+    /// checked.
+    pub fn on_request_headers(&self, headers: &Headers, now: impl Clock) -> Verdict {
         // Reserved headers go first, whatever happens next.
         let mut edits = reserved_edits(headers);
         let request = RequestView::new(headers);
@@ -282,7 +302,7 @@ impl Plugin {
                         from_cookie: source == PassSource::Cookie,
                         secure,
                     };
-                    self.on_pass(presented, &path, tier, edits, &credential_edits, now)
+                    self.on_pass(presented, &path, tier, edits, &credential_edits, now.now())
                 }
                 None => Verdict {
                     decision: Decision::LocalReply(self.payment_required(tier.index)),

@@ -309,7 +309,7 @@ impl HttpContext for PaygressStream {
                 return self.internal_error();
             }
         };
-        let verdict = plugin.on_request_headers(&headers, now_unix());
+        let verdict = plugin.on_request_headers(&headers, now_unix);
         self.apply(&plugin, verdict)
     }
 
