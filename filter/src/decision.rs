@@ -302,7 +302,9 @@ impl Plugin {
                         from_cookie: source == PassSource::Cookie,
                         secure,
                     };
-                    self.on_pass(presented, &path, tier, edits, &credential_edits, now.now())
+                    let verdict =
+                        self.on_pass(presented, &path, tier, edits, &credential_edits, now.now());
+                    self.ask_about_stale(verdict, &request, &pass, &path, tier, credential_edits)
                 }
                 None => Verdict {
                     decision: Decision::LocalReply(self.payment_required(tier.index)),
@@ -318,7 +320,7 @@ impl Plugin {
             };
         }
 
-        let mut call = self.callout(&request, found.token, &path, tier.amount);
+        let mut call = self.callout(&request, Some(found.token), &path, tier.amount);
         if let Some((pass, _)) = pass.filter(|(p, _)| forwardable_pass(p)) {
             call.headers.push((h::X_PAYGRESS_PASS.into(), pass));
         }
@@ -386,6 +388,53 @@ impl Plugin {
         }
     }
 
+    /// An expired but genuine pass of this path's lease tier is not answered
+    /// 402 here: the verifier's ledger may know the lease to run on (a
+    /// top-up made with another pass), and then answers with a fresh pass
+    /// and no payment; otherwise its 402 is relayed. Any other verdict
+    /// stands.
+    fn ask_about_stale(
+        &self,
+        verdict: Verdict,
+        request: &RequestView<'_>,
+        pass: &str,
+        target: &str,
+        tier: &PriceTier,
+        credential_edits: HeaderEdits,
+    ) -> Verdict {
+        let stale = verdict.counters.contains(&Counter::PassExpired)
+            && forwardable_pass(pass)
+            && pass::decode_unverified(pass)
+                .is_ok_and(|(_, claims)| self.config.pass_opens(target, &claims.tier));
+        let Decision::LocalReply(_) = &verdict.decision else {
+            return verdict;
+        };
+        if !stale {
+            return verdict;
+        }
+        let mut call = self.callout(request, None, target, tier.amount);
+        call.headers
+            .push((h::X_PAYGRESS_PASS.into(), pass.to_string()));
+        let mut edits = HeaderEdits::default();
+        for (name, _) in request.headers {
+            if is_reserved(name) {
+                edits.remove(name);
+            }
+        }
+        Verdict {
+            decision: Decision::Callout {
+                edits,
+                call,
+                pending: Pending {
+                    tier_index: tier.index,
+                    credential_edits,
+                    secure: request.is_https(),
+                },
+            },
+            counters: &[Counter::PassExpired, Counter::Callouts],
+        }
+    }
+
     /// The `Path` of a pass cookie: its lease tier's prefix when the pass
     /// names a configured tier, else that of the tier the request is under
     /// (a browser sent the cookie for this path).
@@ -400,7 +449,7 @@ impl Plugin {
     fn callout(
         &self,
         request: &RequestView<'_>,
-        token: &str,
+        token: Option<&str>,
         target: &str,
         amount: u64,
     ) -> Callout {
@@ -409,7 +458,6 @@ impl Plugin {
             (":method".into(), "GET".into()),
             (":path".into(), verifier.path.clone()),
             (":authority".into(), verifier.authority.clone()),
-            (h::X_CASHU.into(), token.to_string()),
             (h::X_FORWARDED_URI.into(), target.to_string()),
             (
                 h::X_FORWARDED_METHOD.into(),
@@ -424,6 +472,9 @@ impl Plugin {
                 verifier.timeout_ms.to_string(),
             ),
         ];
+        if let Some(token) = token {
+            headers.push((h::X_CASHU.into(), token.to_string()));
+        }
         if let Some(host) = request.first(":authority") {
             headers.push((h::X_FORWARDED_HOST.into(), host.into_owned()));
         }

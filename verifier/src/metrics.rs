@@ -13,7 +13,9 @@
 //!   client was never told (a timeout, a crash), as of the last settlement
 //!   pass: each is granted when presented again;
 //! * `paygress_passes_total{result}` — passes presented without a token:
-//!   `accepted`, `expired`, or `refused` (not genuine, or not for the path);
+//!   `accepted`, `expired`, `refreshed` (expired, but its lease runs on: a
+//!   fresh pass was handed out), or `refused` (not genuine, or not for the
+//!   path);
 //! * `paygress_leases_total{kind}` — leases `sold` and `extended`;
 //! * `paygress_leases_live` — leases not yet ended, as of the last
 //!   settlement pass;
@@ -270,7 +272,7 @@ impl Metrics {
                 &mut out,
                 "paygress_passes_total",
                 "counter",
-                "Passes presented without a token, by result (accepted, expired, refused).",
+                "Passes presented without a token, by result (accepted, expired, refreshed, refused).",
             );
             for (result, n) in &i.passes {
                 let _ = writeln!(out, "paygress_passes_total{{result=\"{result}\"}} {n}");

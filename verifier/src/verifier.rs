@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use paygress_core::pass::{self, Claims, PassError};
-use paygress_core::pricing::Price;
+use paygress_core::pricing::{Price, PriceTier};
 use paygress_core::{pass_carrier, precheck, Token, TokenLimits};
 use thiserror::Error;
 use tokio_util::task::TaskTracker;
@@ -181,7 +181,7 @@ impl Verifier {
         let raw = match &request.token {
             Ok(Some(raw)) => raw,
             Ok(None) => {
-                return self.on_pass(request, pass, lease_tier.is_some(), price, tier_index);
+                return self.on_pass(request, pass, lease_tier, price, tier_index, now);
             }
             Err(e) => return Decision::Refuse(e.clone()),
         };
@@ -221,23 +221,25 @@ impl Verifier {
         &self,
         request: &AuthRequest,
         pass: Option<Result<Claims, PassError>>,
-        lease_tier: bool,
+        lease_tier: Option<&PriceTier>,
         amount: u64,
         tier_index: usize,
+        now: u64,
     ) -> Decision {
         let required = Decision::PaymentRequired { amount, tier_index };
         let Some(checked) = pass else {
             return required;
         };
         let config = &self.settings.config;
+        let opens = |claims: &Claims| {
+            lease_tier.is_some()
+                && request
+                    .original
+                    .targets()
+                    .all(|t| config.pass_opens(t, &claims.tier))
+        };
         match checked {
-            Ok(claims)
-                if lease_tier
-                    && request
-                        .original
-                        .targets()
-                        .all(|t| config.pass_opens(t, &claims.tier)) =>
-            {
+            Ok(claims) if opens(&claims) => {
                 self.metrics.pass("accepted");
                 Decision::Allow(Grant {
                     payment: None,
@@ -251,15 +253,56 @@ impl Verifier {
                 self.metrics.pass("refused");
                 required
             }
-            Err(PassError::Expired(_)) => {
-                self.metrics.pass("expired");
-                required
+            Err(PassError::Expired(claims)) => {
+                // A lease topped up with another pass runs on: this pass
+                // is stale, not the lease. A fresh pass, no payment.
+                let refreshed = lease_tier
+                    .filter(|_| opens(&claims))
+                    .and_then(|tier| self.refreshed(&claims, tier, request.secure, now));
+                match refreshed {
+                    Some(lease) => {
+                        self.metrics.pass("refreshed");
+                        Decision::Allow(Grant {
+                            payment: None,
+                            lease: Some(lease),
+                        })
+                    }
+                    None => {
+                        self.metrics.pass("expired");
+                        required
+                    }
+                }
             }
             Err(e) => {
                 self.metrics.pass("refused");
                 Decision::Refuse(AuthError::PassInvalid(e.to_string()))
             }
         }
+    }
+
+    /// A fresh pass for a lease whose pass has expired but which this
+    /// verifier's ledger knows to run on (a top-up made with another pass).
+    fn refreshed(
+        &self,
+        claims: &Claims,
+        tier: &PriceTier,
+        secure: bool,
+        now: u64,
+    ) -> Option<LeaseGrant> {
+        let record = self.redeemer.ledger().lease(&claims.lease).ok()??;
+        if record.tier != claims.tier || record.expires_at <= now {
+            return None;
+        }
+        let basis = LeaseBasis {
+            tier: record.tier.clone(),
+            prefix: tier.prefix.clone(),
+            seconds: tier.lease_seconds.unwrap_or(0),
+            amount: tier.amount,
+            existing: None,
+            now,
+            secure,
+        };
+        self.issue(&record, &basis).ok()
     }
 
     /// Provisions (or extends) the pod of the lease a payment is about to
@@ -729,6 +772,67 @@ mod tests {
         );
         assert!(
             metrics.contains("paygress_passes_total{result=\"refused\"} 10"),
+            "{metrics}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_stale_pass_of_a_lease_that_runs_on_gets_a_fresh_one_and_no_402() {
+        let dir = tempfile::tempdir().unwrap();
+        let v = verifier(dir.path()).await;
+        let keys = v.settings.config.pass_keys().to_vec();
+        let now = 2_000_000;
+        // The ledger knows the lease to run an hour on (topped up with
+        // another pass); the client shows its old, expired one.
+        let ledger = v.redeemer.ledger();
+        let key = [7u8; 32];
+        ledger.begin(&key, MINT).unwrap();
+        ledger.credit(&key, MINT, 1000).unwrap();
+        let purchase = LeasePurchase {
+            id: "0123456789abcdef".into(),
+            tier: "compute".into(),
+            payer: "payer".into(),
+            seconds: 3600,
+            amount: 1000,
+            known_expiry: 0,
+            now,
+            pod: None,
+        };
+        let (_, record) = ledger.claim_lease(&key, &purchase).unwrap().unwrap();
+        let stale = pass::sign(&claims("compute", now - 5), &keys[0]);
+        match v.decide_at(&with_pass("/compute/job", &stale), now).await {
+            Decision::Allow(Grant {
+                payment: None,
+                lease: Some(lease),
+            }) => {
+                assert_eq!(lease.claims.expires_at, record.expires_at);
+                let issued = lease.issued.expect("a fresh pass");
+                assert_eq!(
+                    pass::verify(&issued.pass, &keys, now),
+                    Ok(lease.claims.clone())
+                );
+                assert!(
+                    issued.set_cookie.contains("Path=/compute"),
+                    "{}",
+                    issued.set_cookie
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        // Once the lease itself has ended: the 402.
+        assert!(matches!(
+            v.decide_at(&with_pass("/compute/job", &stale), record.expires_at)
+                .await,
+            Decision::PaymentRequired { .. }
+        ));
+        // A stale pass is refreshed on its own tier's paths only.
+        assert!(matches!(
+            v.decide_at(&with_pass("/gpu/x", &stale), now).await,
+            Decision::PaymentRequired { .. }
+        ));
+        let metrics = v.metrics.render();
+        assert!(
+            metrics.contains("paygress_passes_total{result=\"refreshed\"} 1"),
             "{metrics}"
         );
     }

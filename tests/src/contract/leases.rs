@@ -6,8 +6,10 @@
 //! and go on.
 //!
 //! Expiry is tested without sleeping: the test signs, with the fixture's
-//! key, the pass the verifier would have issued for the same lease at an
-//! earlier time (what the clock moving on would make of the real one).
+//! key, the pass the verifier would have issued at an earlier time (what the
+//! clock moving on would make of a real one): for a lease the verifier does
+//! not know to run on (a 402), and for the real lease, which runs on (a
+//! fresh pass, no payment).
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -371,28 +373,56 @@ pub async fn lease_journey(name: &str, base: &str, site: &impl Site, expect: &Le
     )
     .await;
 
-    eprintln!("[{name}] an expired pass is a 402");
+    eprintln!("[{name}] an expired pass of a lease that ended is a 402");
+    let ended = Claims {
+        lease: "0000000000000000".into(),
+        expires_at: unix_now() - 10,
+        ..claims.clone()
+    };
+    let ended_pass = signed(&ended, PASS_KEY_ID, PASS_KEY_SECRET);
+    payment_required(
+        name,
+        &url,
+        &[("X-Paygress-Pass", &ended_pass)],
+        site,
+        COMPUTE,
+    )
+    .await;
+    payment_required(
+        name,
+        &url,
+        &[("Cookie", &format!("paygress_pass={ended_pass}"))],
+        site,
+        COMPUTE,
+    )
+    .await;
+
+    eprintln!("[{name}] a stale pass of a lease that runs on gets a fresh pass, no payment");
     let expired = Claims {
         expires_at: unix_now() - 10,
         ..claims.clone()
     };
     let expired_pass = signed(&expired, PASS_KEY_ID, PASS_KEY_SECRET);
-    payment_required(
-        name,
-        &url,
-        &[("X-Paygress-Pass", &expired_pass)],
-        site,
-        COMPUTE,
-    )
-    .await;
-    payment_required(
-        name,
-        &url,
-        &[("Cookie", &format!("paygress_pass={expired_pass}"))],
-        site,
-        COMPUTE,
-    )
-    .await;
+    let before = site.upstream().count();
+    let answer = get(&url, &[("X-Paygress-Pass", &expired_pass)]).await;
+    assert_eq!(answer.status, 200, "[{name}] {answer:?}");
+    assert_eq!(site.upstream().count(), before + 1, "[{name}]");
+    let (_, fresh) = pass_of(name, &answer, expect);
+    assert_eq!(
+        fresh, claims,
+        "[{name}] the fresh pass is not the lease as recorded"
+    );
+    let seen = site.upstream().last();
+    assert_eq!(
+        seen.one("x-paygress-lease"),
+        Some(claims.lease.as_str()),
+        "[{name}]"
+    );
+    assert_eq!(
+        seen.one("x-payment-amount"),
+        None,
+        "[{name}] nothing was paid"
+    );
 
     eprintln!("[{name}] topping up the expired pass extends the same lease");
     let (topped, after) = buy(name, &url, site, Some(&expired_pass), expect).await;

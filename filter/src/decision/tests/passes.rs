@@ -297,19 +297,53 @@ fn forged_truncated_or_missigned_passes_are_invalid() {
 }
 
 #[test]
-fn expired_passes_and_passes_of_another_tier_get_the_tiers_402() {
+fn expired_passes_ask_the_verifier_and_passes_of_another_tier_get_the_tiers_402() {
     let p = lease_plugin();
     let pass = pass_for(&p, "compute", EXPIRES);
+    // Expired: the verifier's ledger may know the lease to run on (a top-up
+    // made with another pass), so it is asked, with the pass and no token;
+    // its answer (a fresh pass, or the 402) is what the client gets.
     for now in [EXPIRES, EXPIRES + 1, u64::MAX] {
         let v = p.on_request_headers(&request("/compute", &[("x-paygress-pass", &pass)]), now);
-        assert_challenge(
-            &p,
-            &v,
-            COMPUTE,
-            &[Counter::Challenged, Counter::PassExpired],
-            "expired",
+        assert_eq!(
+            v.counters,
+            &[Counter::PassExpired, Counter::Callouts],
+            "{now}"
+        );
+        let (edits, call, pending) = callout(&v);
+        assert_eq!(
+            header(&call.headers, "x-paygress-pass"),
+            Some(pass.as_str())
+        );
+        assert_eq!(header(&call.headers, "x-cashu"), None);
+        assert_eq!(header(&call.headers, "x-forwarded-uri"), Some("/compute"));
+        assert!(edits.add.is_empty());
+        assert!(pending
+            .credential_edits
+            .remove
+            .contains(&"x-paygress-pass".to_string()));
+        // The verifier's 402 is relayed with the tier's payment request.
+        let v = answer(&p, pending, "402", &[], r#"{"error":"Payment Required"}"#);
+        let r = local_reply(&v);
+        assert_eq!(r.status, 402);
+        assert_eq!(
+            header(&r.headers, "x-cashu"),
+            Some(p.challenge(COMPUTE).unwrap().payment_request.as_str())
         );
     }
+    // An expired pass of another tier is not worth a callout.
+    let other = pass_for(&p, "compute", EXPIRES);
+    let v = p.on_request_headers(
+        &request("/premium/x", &[("x-paygress-pass", &other)]),
+        EXPIRES + 1,
+    );
+    assert_challenge(
+        &p,
+        &v,
+        2,
+        &[Counter::Challenged, Counter::PassExpired],
+        "expired, other tier",
+    );
     // One second before the end, it still opens.
     let v = p.on_request_headers(
         &request("/compute", &[("x-paygress-pass", &pass)]),
