@@ -117,6 +117,17 @@ pub enum WalletCommand {
         #[arg(long)]
         replica_id: Option<String>,
     },
+    /// Writes a consistent copy of the data dir (wallet and ledger stores,
+    /// seed, replica file) into TO, while the verifier runs; prints the
+    /// files (JSON). TO is created 0700, its files 0600; nothing is
+    /// overwritten. Restore: stop the verifier, copy them into an empty
+    /// data dir.
+    Backup {
+        #[command(flatten)]
+        dir: DataDirArg,
+        #[arg(long)]
+        to: PathBuf,
+    },
     /// Asks MINT for an invoice of AMOUNT, prints it, waits until it is paid and mints.
     Fund {
         #[command(flatten)]

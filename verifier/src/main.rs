@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use paygress_verifier::cli::{Cli, Command, LeaseCommand, TokenCommand, WalletCommand};
-use paygress_verifier::commands::{lease_cmd, pay, token_cmd, wallet_cmd};
+use paygress_verifier::commands::{backup_cmd, lease_cmd, pay, token_cmd, wallet_cmd};
 use paygress_verifier::{config, seed, server};
 use tracing_subscriber::EnvFilter;
 
@@ -94,6 +94,14 @@ async fn run(cli: Cli) -> ExitCode {
                     unit,
                     replica_id,
                 } => wallet_cmd::restore(&dir.data_dir, &mint, &unit, replica_id.as_deref()).await,
+                WalletCommand::Backup { dir, to } => {
+                    backup_cmd::backup(&dir.data_dir, &to).map(|files| {
+                        let files: Vec<String> =
+                            files.iter().map(|f| f.display().to_string()).collect();
+                        serde_json::json!({ "backup": to.display().to_string(), "files": files })
+                            .to_string()
+                    })
+                }
                 WalletCommand::Fund {
                     dir,
                     mint,

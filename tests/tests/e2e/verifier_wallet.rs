@@ -824,3 +824,80 @@ async fn environment_overrides_reprice_and_name_the_mints() {
         "no start summary: {log}"
     );
 }
+
+/// `wallet backup` while the verifier serves, then the data dir wiped and
+/// the backup copied in: the balance is back, the redemptions it granted
+/// are still known (a replay is still refused), and the wallet spends.
+#[tokio::test]
+async fn a_backup_taken_while_serving_restores_the_balance() {
+    let mint = mint().await;
+    let url = mint.url();
+    let payer = TestWallet::new(&url).await;
+    payer.fund(1000).await;
+    let mut v = Verifier::start(&config(&url)).await;
+    let spent = payer.token(PREMIUM).await;
+    pay(&v.auth("/premium"), &spent).await.assert_paid();
+    pay(&v.auth("/x"), &payer.token(DEFAULT_PRICE).await)
+        .await
+        .assert_paid();
+    let data_dir = v.data_dir_str();
+    let balance = || {
+        balance_at(
+            &paygress_ok(&["wallet", "balance", "--data-dir", &data_dir]),
+            &url,
+        )
+    };
+    assert_eq!(balance(), PREMIUM + DEFAULT_PRICE);
+
+    let out = tempfile::tempdir().expect("temp dir");
+    let to = out.path().join("backup");
+    let to_str = to.display().to_string();
+    let printed = paygress_ok(&["wallet", "backup", "--data-dir", &data_dir, "--to", &to_str]);
+    let files: Value = serde_json::from_str(&printed).expect("JSON");
+    assert_eq!(
+        files["files"].as_array().map(Vec::len),
+        Some(4),
+        "{printed}"
+    );
+    // Never over an earlier backup.
+    let again = run_paygress(
+        &["wallet", "backup", "--data-dir", &data_dir, "--to", &to_str],
+        &[],
+    );
+    assert!(!again.status.success(), "{}", describe(&again));
+
+    // The data dir is lost; the backup is copied into a new one.
+    let status = v.terminate().expect("exit status");
+    assert!(status.success(), "{status}");
+    std::fs::remove_dir_all(v.data_dir()).expect("wipe");
+    let gone = run_paygress(&["wallet", "balance", "--data-dir", &data_dir], &[]);
+    assert!(!gone.status.success(), "the wipe left a wallet: {}", describe(&gone));
+    std::fs::create_dir_all(v.data_dir()).expect("data dir");
+    for entry in std::fs::read_dir(&to).expect("backup dir") {
+        let entry = entry.expect("entry");
+        std::fs::copy(entry.path(), v.data_dir().join(entry.file_name())).expect("copy");
+    }
+    assert_eq!(
+        balance(),
+        PREMIUM + DEFAULT_PRICE,
+        "the balance did not come back"
+    );
+
+    // The restored verifier serves, still knows what it granted, and its
+    // wallet spends what came back.
+    v.start_again().await;
+    let replay = pay(&v.auth("/premium"), &spent).await;
+    replay.assert_refused(400, "token_already_spent");
+    let token = paygress_ok(&[
+        "wallet",
+        "send",
+        "--data-dir",
+        &data_dir,
+        "--mint",
+        &url,
+        "--amount",
+        "16",
+    ]);
+    assert_eq!(u64::from(payer.receive(token.trim()).await), 16);
+    assert_eq!(balance(), PREMIUM + DEFAULT_PRICE - 16);
+}
