@@ -871,7 +871,11 @@ async fn a_backup_taken_while_serving_restores_the_balance() {
     assert!(status.success(), "{status}");
     std::fs::remove_dir_all(v.data_dir()).expect("wipe");
     let gone = run_paygress(&["wallet", "balance", "--data-dir", &data_dir], &[]);
-    assert!(!gone.status.success(), "the wipe left a wallet: {}", describe(&gone));
+    assert!(
+        !gone.status.success(),
+        "the wipe left a wallet: {}",
+        describe(&gone)
+    );
     std::fs::create_dir_all(v.data_dir()).expect("data dir");
     for entry in std::fs::read_dir(&to).expect("backup dir") {
         let entry = entry.expect("entry");
