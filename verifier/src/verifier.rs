@@ -126,9 +126,16 @@ impl Verifier {
         let ledger = Ledger::open(data_dir)?;
         crate::files::secure_data_dir(data_dir)?;
         let pods = if settings.pods.enabled {
-            let client = kube::Client::try_default()
+            let mut config = kube::Config::infer()
                 .await
                 .map_err(|e| OpenError::Kube(e.to_string()))?;
+            // No retries inside the client: a request has a deadline, and a
+            // provisioning that cannot finish in it is refunded at once
+            // rather than retried until the client has given up. (The
+            // reaper's controller retries on its own.)
+            config.default_retry = false;
+            let client =
+                kube::Client::try_from(config).map_err(|e| OpenError::Kube(e.to_string()))?;
             tracing::info!(
                 namespace = %settings.pods.namespace,
                 tiers = ?settings.pod_templates.keys().collect::<Vec<_>>(),
