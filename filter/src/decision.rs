@@ -803,10 +803,16 @@ impl<'a> RequestView<'a> {
             .find(|v| extract::is_cashu_authorization(v))
     }
 
-    /// Whether the request came over `https`.
+    /// Whether the client came over `https` (`:scheme`, or a load
+    /// balancer's `X-Forwarded-Proto`).
     fn is_https(&self) -> bool {
-        self.first(":scheme")
-            .is_some_and(|s| s.trim().eq_ignore_ascii_case("https"))
+        // Behind a load balancer that ends TLS, Envoy sees `http` and the
+        // balancer says `X-Forwarded-Proto: https`. A client that sends it
+        // over plain HTTP only gets a cookie its browser will not send back.
+        [":scheme", "x-forwarded-proto"].into_iter().any(|name| {
+            self.first(name)
+                .is_some_and(|s| s.trim().eq_ignore_ascii_case("https"))
+        })
     }
 
     /// The pass the request presents (not checked yet): `X-Paygress-Pass`,

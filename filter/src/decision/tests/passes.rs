@@ -289,6 +289,15 @@ fn forged_truncated_or_missigned_passes_are_invalid() {
         }
         let v = p.on_request_headers(&headers, NOW);
         assert_pass_invalid(&v, "forged cookie");
+        // TLS ended by a load balancer in front: Secure all the same.
+        let mut behind = request(path, &[("cookie", &cookie), ("x-forwarded-proto", "https")]);
+        behind.retain(|(n, _)| n != ":scheme");
+        if let Decision::LocalReply(reply) = &p.on_request_headers(&behind, NOW).decision {
+            let cookie = header(&reply.headers, "set-cookie").unwrap_or_default();
+            assert!(cookie.ends_with("; Secure"), "{cookie}");
+        } else {
+            panic!("not a local reply");
+        }
         let Decision::LocalReply(reply) = &v.decision else {
             panic!("{v:?}")
         };
