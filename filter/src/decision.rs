@@ -204,6 +204,15 @@ impl<F: FnOnce() -> u64> Clock for F {
     }
 }
 
+/// A pass-only request on a paid path, as [`Plugin::on_pass`] reads it.
+#[derive(Debug, Clone, Copy)]
+struct PassRequest<'p, 'r> {
+    presented: Presented<'p>,
+    request: &'p RequestView<'r>,
+    target: &'p str,
+    tier: &'p PriceTier,
+}
+
 /// A pass as the request presented it.
 #[derive(Debug, Clone, Copy)]
 struct Presented<'a> {
@@ -302,9 +311,13 @@ impl Plugin {
                         from_cookie: source == PassSource::Cookie,
                         secure,
                     };
-                    let verdict =
-                        self.on_pass(presented, &path, tier, edits, &credential_edits, now.now());
-                    self.ask_about_stale(verdict, &request, &pass, &path, tier, credential_edits)
+                    let asked = PassRequest {
+                        presented,
+                        request: &request,
+                        target: &path,
+                        tier,
+                    };
+                    self.on_pass(asked, edits, credential_edits, now.now())
                 }
                 None => Verdict {
                     decision: Decision::LocalReply(self.payment_required(tier.index)),
@@ -340,20 +353,24 @@ impl Plugin {
 
     /// Decides on a paid request that presents a pass and no token: a
     /// genuine pass of the path's lease tier goes on with its grant headers,
-    /// with no callout.
+    /// with no callout; an expired one of that tier is asked about.
     fn on_pass(
         &self,
-        presented: Presented<'_>,
-        target: &str,
-        tier: &PriceTier,
+        asked: PassRequest<'_, '_>,
         mut edits: HeaderEdits,
-        credential_edits: &HeaderEdits,
+        credential_edits: HeaderEdits,
         now: u64,
     ) -> Verdict {
+        let PassRequest {
+            presented,
+            request,
+            target,
+            tier,
+        } = asked;
         let challenge = || Decision::LocalReply(self.payment_required(tier.index));
         match pass::verify(presented.pass, self.config.pass_keys(), now) {
             Ok(claims) if self.config.pass_opens(target, &claims.tier) => {
-                edits.extend(credential_edits);
+                edits.extend(&credential_edits);
                 grant(&mut edits, pass_grant(&claims));
                 Verdict {
                     decision: Decision::forward(edits),
@@ -364,6 +381,30 @@ impl Plugin {
                 decision: challenge(),
                 counters: &[Counter::Challenged, Counter::PassRefused],
             },
+            // Expired, of this path's lease tier: the verifier's ledger may
+            // know the lease to run on (a top-up made with another pass),
+            // and then answers with a fresh pass and no payment; otherwise
+            // its 402 is relayed.
+            Err(PassError::Expired(claims))
+                if self.config.pass_opens(target, &claims.tier)
+                    && forwardable_pass(presented.pass) =>
+            {
+                let mut call = self.callout(request, None, target, tier.amount);
+                call.headers
+                    .push((h::X_PAYGRESS_PASS.into(), presented.pass.to_string()));
+                Verdict {
+                    decision: Decision::Callout {
+                        edits,
+                        call,
+                        pending: Pending {
+                            tier_index: tier.index,
+                            credential_edits,
+                            secure: presented.secure,
+                        },
+                    },
+                    counters: &[Counter::PassExpired, Counter::Callouts],
+                }
+            }
             Err(PassError::Expired(_)) => Verdict {
                 decision: challenge(),
                 counters: &[Counter::Challenged, Counter::PassExpired],
@@ -385,53 +426,6 @@ impl Plugin {
                     counters: &[Counter::Rejected, Counter::PassRefused],
                 }
             }
-        }
-    }
-
-    /// An expired but genuine pass of this path's lease tier is not answered
-    /// 402 here: the verifier's ledger may know the lease to run on (a
-    /// top-up made with another pass), and then answers with a fresh pass
-    /// and no payment; otherwise its 402 is relayed. Any other verdict
-    /// stands.
-    fn ask_about_stale(
-        &self,
-        verdict: Verdict,
-        request: &RequestView<'_>,
-        pass: &str,
-        target: &str,
-        tier: &PriceTier,
-        credential_edits: HeaderEdits,
-    ) -> Verdict {
-        let stale = verdict.counters.contains(&Counter::PassExpired)
-            && forwardable_pass(pass)
-            && pass::decode_unverified(pass)
-                .is_ok_and(|(_, claims)| self.config.pass_opens(target, &claims.tier));
-        let Decision::LocalReply(_) = &verdict.decision else {
-            return verdict;
-        };
-        if !stale {
-            return verdict;
-        }
-        let mut call = self.callout(request, None, target, tier.amount);
-        call.headers
-            .push((h::X_PAYGRESS_PASS.into(), pass.to_string()));
-        let mut edits = HeaderEdits::default();
-        for (name, _) in request.headers {
-            if is_reserved(name) {
-                edits.remove(name);
-            }
-        }
-        Verdict {
-            decision: Decision::Callout {
-                edits,
-                call,
-                pending: Pending {
-                    tier_index: tier.index,
-                    credential_edits,
-                    secure: request.is_https(),
-                },
-            },
-            counters: &[Counter::PassExpired, Counter::Callouts],
         }
     }
 

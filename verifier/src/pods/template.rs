@@ -152,28 +152,12 @@ fn check(key: &str, spec: &PodSpec) -> Result<(), TemplateError> {
                 "sysctls are not given to tenants",
             ));
         }
-        if sc
-            .seccomp_profile
-            .as_ref()
-            .is_some_and(|p| p.type_ == "Unconfined")
-        {
-            return Err(refuse(
-                format!("{key}.securityContext.seccompProfile"),
-                "must not be Unconfined",
-            ));
-        }
-        if sc.run_as_user == Some(0) {
-            return Err(refuse(
-                format!("{key}.securityContext.runAsUser"),
-                "must not be root (0)",
-            ));
-        }
-        if sc.run_as_non_root == Some(false) {
-            return Err(refuse(
-                format!("{key}.securityContext.runAsNonRoot"),
-                "must not be false",
-            ));
-        }
+        check_identity(
+            key,
+            sc.run_as_user,
+            sc.run_as_non_root,
+            sc.seccomp_profile.as_ref(),
+        )?;
     }
     if spec.containers.is_empty() {
         return Err(refuse(
@@ -213,28 +197,12 @@ fn check_container(key: &str, c: &Container) -> Result<(), TemplateError> {
                 "must not be true",
             ));
         }
-        if sc.run_as_user == Some(0) {
-            return Err(refuse(
-                format!("{key}.securityContext.runAsUser"),
-                "must not be root (0)",
-            ));
-        }
-        if sc.run_as_non_root == Some(false) {
-            return Err(refuse(
-                format!("{key}.securityContext.runAsNonRoot"),
-                "must not be false",
-            ));
-        }
-        if sc
-            .seccomp_profile
-            .as_ref()
-            .is_some_and(|p| p.type_ == "Unconfined")
-        {
-            return Err(refuse(
-                format!("{key}.securityContext.seccompProfile"),
-                "must not be Unconfined",
-            ));
-        }
+        check_identity(
+            key,
+            sc.run_as_user,
+            sc.run_as_non_root,
+            sc.seccomp_profile.as_ref(),
+        )?;
         if sc.proc_mount.as_deref().is_some_and(|m| m != "Default") {
             return Err(refuse(
                 format!("{key}.securityContext.procMount"),
@@ -274,6 +242,35 @@ fn check_container(key: &str, c: &Container) -> Result<(), TemplateError> {
                 ));
             }
         }
+    }
+    Ok(())
+}
+
+/// The refusals a pod's and a container's securityContext share: root, and
+/// an `Unconfined` seccomp profile.
+fn check_identity(
+    key: &str,
+    run_as_user: Option<i64>,
+    run_as_non_root: Option<bool>,
+    seccomp: Option<&SeccompProfile>,
+) -> Result<(), TemplateError> {
+    if run_as_user == Some(0) {
+        return Err(refuse(
+            format!("{key}.securityContext.runAsUser"),
+            "must not be root (0)",
+        ));
+    }
+    if run_as_non_root == Some(false) {
+        return Err(refuse(
+            format!("{key}.securityContext.runAsNonRoot"),
+            "must not be false",
+        ));
+    }
+    if seccomp.is_some_and(|p| p.type_ == "Unconfined") {
+        return Err(refuse(
+            format!("{key}.securityContext.seccompProfile"),
+            "must not be Unconfined",
+        ));
     }
     Ok(())
 }
