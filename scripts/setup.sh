@@ -23,7 +23,7 @@ for t in wasm32-wasip1 wasm32-unknown-unknown; do
   fi
 done
 
-# --- Debian packages (protoc for cdk-mintd, nginx, wrk) ---------------------
+# --- Debian packages (protoc for cdk-mintd, nginx, wrk, PostgreSQL, OpenSSL) -
 need_apt=()
 command -v protoc >/dev/null || need_apt+=(protobuf-compiler)
 [ -x /usr/sbin/nginx ] || command -v nginx >/dev/null || need_apt+=(nginx-light)
@@ -31,6 +31,18 @@ command -v wrk >/dev/null || need_apt+=(wrk)
 command -v curl >/dev/null || need_apt+=(curl ca-certificates)
 command -v node >/dev/null || need_apt+=(nodejs)
 python3 -c "import venv, ensurepip" 2>/dev/null || need_apt+=(python3 python3-venv)
+# The PostgreSQL server the tests start (tests/src/postgres.rs): Debian keeps
+# its binaries in /usr/lib/postgresql/<version>/bin; PAYGRESS_PG_BIN names another.
+pg_server_present() {
+  local bin
+  for bin in ${PAYGRESS_PG_BIN:+"$PAYGRESS_PG_BIN"} /usr/lib/postgresql/*/bin; do
+    [ -x "$bin/initdb" ] && [ -x "$bin/postgres" ] && return 0
+  done
+  return 1
+}
+pg_server_present || need_apt+=(postgresql)
+# The verifier links OpenSSL (native-tls, for PostgreSQL over TLS).
+pkg-config --exists openssl 2>/dev/null || need_apt+=(libssl-dev pkg-config)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     say "apt-get install ${need_apt[*]}"

@@ -24,7 +24,8 @@
 //! - [`contract`] is the stack (mint, payer, verifier, echo upstream), the
 //!   proxies, the contract table every ingress runs and the catalogue of
 //!   path and host spellings;
-//! - [`envoy`] runs Envoy with the filter and reads its counters.
+//! - [`envoy`] runs Envoy with the filter and reads its counters;
+//! - [`postgres`] runs a real PostgreSQL server ([`postgres::Postgres`]).
 
 pub mod cluster;
 pub mod contract;
@@ -36,6 +37,7 @@ pub mod http;
 pub mod kube_api;
 pub mod mint;
 pub mod ports;
+pub mod postgres;
 pub mod process;
 mod proxy;
 pub mod render;

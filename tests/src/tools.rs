@@ -128,6 +128,64 @@ pub fn paygress_bin() -> PathBuf {
     );
 }
 
+/// What a missing PostgreSQL server says.
+pub const POSTGRES_INSTALL_HINT: &str =
+    "PostgreSQL server not found: run `just setup` (Debian: apt-get install postgresql)";
+
+/// Where Debian puts each PostgreSQL major version's server binaries
+/// (`<root>/<version>/bin`).
+pub const POSTGRES_LIB_ROOT: &str = "/usr/lib/postgresql";
+
+/// The directory holding the PostgreSQL server binaries (`initdb`,
+/// `postgres`): `$PAYGRESS_PG_BIN`, else the highest version under
+/// `/usr/lib/postgresql/<version>/bin` (Debian's layout).
+pub fn postgres_bin_dir() -> PathBuf {
+    postgres_bin_dir_in(
+        non_empty_env("PAYGRESS_PG_BIN").map(PathBuf::from),
+        Path::new(POSTGRES_LIB_ROOT),
+    )
+}
+
+/// [`postgres_bin_dir`] with the override and the Debian root given.
+fn postgres_bin_dir_in(override_dir: Option<PathBuf>, lib_root: &Path) -> PathBuf {
+    let is_server_dir =
+        |dir: &Path| is_executable(&dir.join("initdb")) && is_executable(&dir.join("postgres"));
+    if let Some(dir) = override_dir {
+        if is_server_dir(&dir) {
+            return dir;
+        }
+        panic!(
+            "PAYGRESS_PG_BIN={} holds no executable `initdb` and `postgres`: {POSTGRES_INSTALL_HINT}, \
+             or unset PAYGRESS_PG_BIN",
+            dir.display()
+        );
+    }
+    let mut versions: Vec<(Vec<u32>, PathBuf)> = std::fs::read_dir(lib_root)
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .filter_map(|entry| {
+            let version = postgres_version_key(&entry.file_name().to_string_lossy())?;
+            let bin = entry.path().join("bin");
+            is_server_dir(&bin).then_some((version, bin))
+        })
+        .collect();
+    versions.sort();
+    match versions.pop() {
+        Some((_, bin)) => bin,
+        None => panic!(
+            "{POSTGRES_INSTALL_HINT} (looked for {}/<version>/bin/{{initdb,postgres}}; \
+             PAYGRESS_PG_BIN names another bin dir)",
+            lib_root.display()
+        ),
+    }
+}
+
+/// `"15"` → `[15]`, `"9.6"` → `[9, 6]`; None for a name that is no version.
+fn postgres_version_key(name: &str) -> Option<Vec<u32>> {
+    name.split('.').map(|part| part.parse().ok()).collect()
+}
+
 /// The workspace root (the directory holding the root `Cargo.toml`).
 pub fn workspace_root() -> PathBuf {
     let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -235,6 +293,49 @@ mod tests {
             "Cargo.lock's cdk is not {}",
             cdk_mintd_version()
         );
+    }
+
+    #[test]
+    fn the_highest_postgres_version_wins_and_a_missing_one_says_how_to_install() {
+        use std::os::unix::fs::PermissionsExt;
+        let root = tempfile::tempdir().expect("a temp dir");
+        let server = |version: &str| {
+            let bin = root.path().join(version).join("bin");
+            std::fs::create_dir_all(&bin).expect("bin dir");
+            for name in ["initdb", "postgres"] {
+                let path = bin.join(name);
+                std::fs::write(&path, "#!/bin/sh\n").expect("a fake binary");
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
+                    .expect("chmod");
+            }
+            bin
+        };
+        let missing = std::panic::catch_unwind(|| postgres_bin_dir_in(None, root.path()))
+            .expect_err("no server is a failure");
+        let message = missing
+            .downcast_ref::<String>()
+            .cloned()
+            .unwrap_or_default();
+        assert!(message.contains(POSTGRES_INSTALL_HINT), "{message}");
+
+        server("9.6");
+        let fifteen = server("15");
+        server("13");
+        // A client-only install (no server binaries) does not count.
+        std::fs::create_dir_all(root.path().join("17").join("bin")).expect("client dir");
+        assert_eq!(postgres_bin_dir_in(None, root.path()), fifteen);
+
+        let chosen = server("12");
+        assert_eq!(
+            postgres_bin_dir_in(Some(chosen.clone()), root.path()),
+            chosen
+        );
+        let bad = std::panic::catch_unwind(|| {
+            postgres_bin_dir_in(Some(root.path().join("nope")), root.path())
+        })
+        .expect_err("a wrong override is a failure");
+        let message = bad.downcast_ref::<String>().cloned().unwrap_or_default();
+        assert!(message.contains("PAYGRESS_PG_BIN"), "{message}");
     }
 
     #[test]

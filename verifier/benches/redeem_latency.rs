@@ -80,11 +80,12 @@ async fn main() {
     // The bare receiver: cdk's wallet over the same kind of store.
     let (seed, _) =
         paygress_verifier::seed::load_or_create(&dir.path().join("bare"), None).expect("seed");
-    let store = paygress_verifier::wallet::open_store(&dir.path().join("bare"))
-        .await
-        .expect("store");
-    let bare =
-        paygress_verifier::wallet::build_mint_wallet(&store, &url, "sat", seed).expect("wallet");
+    let store: paygress_verifier::wallet::Store =
+        paygress_verifier::wallet::open_store(&dir.path().join("bare"))
+            .await
+            .expect("store");
+    let bare = paygress_verifier::wallet::build_mint_wallet(&store, None, &url, "sat", seed)
+        .expect("wallet");
     bare.load_metadata().await.expect("mint metadata");
 
     let mut auth_times = Vec::with_capacity(n);

@@ -1,30 +1,37 @@
 //! The verifier's background work, one task per accepted mint: load the
-//! mint's info and keysets (retrying until it answers), settle unfinished
-//! redemptions at start, then settle and refresh the keysets every recovery
-//! interval.
+//! mint's info and keysets (retrying until it answers), then refresh the
+//! keysets every recovery interval, on every replica; and, on the replica
+//! that leads (see [`crate::leader`]), settle unfinished redemptions and
+//! prune the ledger when it comes to lead and every recovery interval after.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::watch;
+
 use crate::verifier::Verifier;
 use crate::wallet::MintWallet;
 
-/// Loads every mint's metadata (retrying until it answers), settles
-/// unfinished redemptions at start, then settles and refreshes keysets
-/// every recovery interval.
-pub fn spawn(state: Arc<Verifier>) -> tokio::task::JoinHandle<()> {
+/// Loads every mint's metadata (retrying until it answers), then refreshes
+/// keysets every recovery interval; settles while `leading` says so.
+pub fn spawn(state: Arc<Verifier>, leading: watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut tasks = tokio::task::JoinSet::new();
         for mint in state.wallets.all() {
             let mint = mint.clone();
             let state = state.clone();
-            tasks.spawn(async move { mint_loop(state, mint).await });
+            let leading = leading.clone();
+            tasks.spawn(async move { mint_loop(state, mint, leading).await });
         }
         while tasks.join_next().await.is_some() {}
     })
 }
 
-async fn mint_loop(state: Arc<Verifier>, mint: Arc<MintWallet>) {
+async fn mint_loop(
+    state: Arc<Verifier>,
+    mint: Arc<MintWallet>,
+    mut leading: watch::Receiver<bool>,
+) {
     let timeout = state.settings.mint_timeout.max(Duration::from_secs(5));
     let mut backoff = Duration::from_millis(250);
     loop {
@@ -49,16 +56,43 @@ async fn mint_loop(state: Arc<Verifier>, mint: Arc<MintWallet>) {
     }
     state.metrics.mint_ready(&mint.url, true);
     tracing::info!(mint = %mint.url, "mint ready");
-    settle(&state, &mint).await;
     let mut interval = tokio::time::interval(state.settings.recovery_interval);
     interval.tick().await;
     loop {
-        interval.tick().await;
-        settle(&state, &mint).await;
-        if let Ok(Err(e)) = tokio::time::timeout(timeout, mint.load_metadata()).await {
-            tracing::warn!(mint = %mint.url, error = %e, "cannot refresh the mint's keysets");
-            state.metrics.mint_error(&mint.url, "unreachable");
+        // Coming to lead settles at once (what a lost leader left); then
+        // every interval, while leading.
+        let leads = *leading.borrow_and_update();
+        if leads {
+            settle(&state, &mint).await;
+        } else {
+            count(&state).await;
         }
+        tokio::select! {
+            _ = interval.tick() => {
+                if let Ok(Err(e)) = tokio::time::timeout(timeout, mint.load_metadata()).await {
+                    tracing::warn!(mint = %mint.url, error = %e, "cannot refresh the mint's keysets");
+                    state.metrics.mint_error(&mint.url, "unreachable");
+                }
+            }
+            changed = leading.changed() => {
+                if changed.is_err() {
+                    // The campaign ended (shutdown): wait for the interval
+                    // rather than spin on a closed channel.
+                    let _ = interval.tick().await;
+                }
+            }
+        }
+    }
+}
+
+/// The ledger's counts, for the metrics of a replica that does not lead.
+async fn count(state: &Verifier) {
+    let ledger = state.redeemer.ledger();
+    if let Ok(n) = ledger.unclaimed().await {
+        state.metrics.set_unclaimed(n);
+    }
+    if let Ok(n) = ledger.live_leases(crate::verifier::unix_now()).await {
+        state.metrics.set_leases_live(n);
     }
 }
 
@@ -68,19 +102,19 @@ pub const LEDGER_RETENTION_SECS: u64 = 30 * 24 * 3600;
 
 async fn settle(state: &Verifier, mint: &MintWallet) {
     let ledger = state.redeemer.ledger();
-    match ledger.prune(LEDGER_RETENTION_SECS) {
+    match ledger.prune(LEDGER_RETENTION_SECS).await {
         Ok(0) => {}
         Ok(n) => tracing::info!(forgotten = n, "ledger: forgot tokens settled long ago"),
         Err(e) => tracing::warn!(error = %e, "ledger: cannot prune"),
     }
-    match ledger.unclaimed() {
+    match ledger.unclaimed().await {
         Ok(n) => state.metrics.set_unclaimed(n),
         Err(e) => tracing::warn!(error = %e, "ledger: cannot count unclaimed redemptions"),
     }
-    if let Err(e) = ledger.prune_leases(LEDGER_RETENTION_SECS) {
+    if let Err(e) = ledger.prune_leases(LEDGER_RETENTION_SECS).await {
         tracing::warn!(error = %e, "ledger: cannot prune leases");
     }
-    match ledger.live_leases(crate::verifier::unix_now()) {
+    match ledger.live_leases(crate::verifier::unix_now()).await {
         Ok(n) => state.metrics.set_leases_live(n),
         Err(e) => tracing::warn!(error = %e, "ledger: cannot count live leases"),
     }

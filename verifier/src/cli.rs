@@ -64,6 +64,11 @@ pub struct ServeArgs {
     /// Where the wallet store and the seed live.
     #[arg(long, env = "PAYGRESS_DATA_DIR")]
     pub data_dir: PathBuf,
+    /// A PostgreSQL database (postgres://…) for the wallet store and the
+    /// ledger, shared by every replica; needs PAYGRESS_MNEMONIC. Without it,
+    /// SQLite in the data dir.
+    #[arg(long, env = "PAYGRESS_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -71,6 +76,17 @@ pub struct DataDirArg {
     /// Where the wallet store and the seed live.
     #[arg(long, env = "PAYGRESS_DATA_DIR", default_value = DEFAULT_DATA_DIR)]
     pub data_dir: PathBuf,
+    /// The verifiers' shared PostgreSQL store (postgres://…) instead of the
+    /// data dir; needs PAYGRESS_MNEMONIC.
+    #[arg(long, env = "PAYGRESS_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+}
+
+impl DataDirArg {
+    /// Where the wallet lives.
+    pub fn location(&self) -> crate::store::Location {
+        crate::store::Location::new(&self.data_dir, self.database_url.as_deref())
+    }
 }
 
 #[derive(Debug, Subcommand)]

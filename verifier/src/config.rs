@@ -23,6 +23,9 @@
 //! | `PAYGRESS_DEADLINE_MS` | a request's deadline when its caller names none |
 //! | `PAYGRESS_MAX_REDEMPTIONS` | redemptions in flight at once (more: `503`, `Retry-After`) |
 //! | `PAYGRESS_REPLICA_ID` | this replica's id (default: the data dir's, then `HOSTNAME`) |
+//! | `PAYGRESS_LEADER_ELECTION` | `auto` (a Kubernetes Lease when the store is PostgreSQL and the verifier runs in a cluster), `kube`, or `off` (this replica leads) |
+//! | `PAYGRESS_LEADER_LEASE` | the Lease's name (default `paygress-verifier-leader`) |
+//! | `PAYGRESS_LEADER_NAMESPACE` | the Lease's namespace (default: the verifier's own, from its service account) |
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -52,6 +55,30 @@ pub const DEFAULT_MAX_REDEMPTIONS: usize = 64;
 /// The default time SIGTERM waits for in-flight redemptions.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
+/// The default name of the leader election's Lease.
+pub const DEFAULT_LEADER_LEASE: &str = "paygress-verifier-leader";
+
+/// How a replica learns whether it leads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeaderElection {
+    /// A Kubernetes Lease when the store is shared and the verifier runs in
+    /// a cluster; else this replica leads.
+    Auto,
+    /// Always a Kubernetes Lease (in-cluster config, or `KUBECONFIG`).
+    Kube,
+    /// This replica leads (a single replica, or work done elsewhere).
+    Off,
+}
+
+/// Leader election settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaderSettings {
+    pub mode: LeaderElection,
+    pub lease: String,
+    /// `None`: the verifier's own namespace (its service account's).
+    pub namespace: Option<String>,
+}
+
 /// Pod provisioning settings (used by a later part of the verifier).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PodSettings {
@@ -78,6 +105,7 @@ pub struct Settings {
     pub deadline: Duration,
     /// Redemptions in flight at once.
     pub max_redemptions: usize,
+    pub leader: LeaderSettings,
 }
 
 /// Why the settings could not be loaded. Every variant names the file, the
@@ -168,6 +196,36 @@ pub fn load(path: Option<&Path>, env: &dyn EnvSource) -> Result<Settings, Settin
         max_redemptions: env_u64(env, "PAYGRESS_MAX_REDEMPTIONS", 1, 100_000)?
             .and_then(|n| usize::try_from(n).ok())
             .unwrap_or(DEFAULT_MAX_REDEMPTIONS),
+        leader: leader_settings(env)?,
+    })
+}
+
+fn leader_settings(env: &dyn EnvSource) -> Result<LeaderSettings, SettingsError> {
+    let var = "PAYGRESS_LEADER_ELECTION";
+    let mode = match env.var(var).map(|v| v.trim().to_ascii_lowercase()) {
+        None => LeaderElection::Auto,
+        Some(v) => match v.as_str() {
+            "" | "auto" => LeaderElection::Auto,
+            "kube" | "kubernetes" => LeaderElection::Kube,
+            "off" | "none" | "false" => LeaderElection::Off,
+            _ => {
+                return Err(SettingsError::Env {
+                    var,
+                    value: v,
+                    reason: "expected auto, kube or off".into(),
+                })
+            }
+        },
+    };
+    let non_empty = |name: &str| {
+        env.var(name)
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+    };
+    Ok(LeaderSettings {
+        mode,
+        lease: non_empty("PAYGRESS_LEADER_LEASE").unwrap_or_else(|| DEFAULT_LEADER_LEASE.into()),
+        namespace: non_empty("PAYGRESS_LEADER_NAMESPACE"),
     })
 }
 

@@ -78,6 +78,10 @@ pub enum AuthError {
     /// The verifier is shutting down and takes no new redemptions.
     #[error("the verifier is shutting down")]
     ShuttingDown,
+    /// The verifier's store (the ledger's database) cannot be reached.
+    /// Nothing was swapped, or the swap is settled when it is back.
+    #[error("store unavailable: {0}")]
+    StoreUnavailable(String),
     /// The verifier itself failed (wallet store, task).
     #[error("verifier error: {0}")]
     Internal(String),
@@ -99,6 +103,7 @@ impl AuthError {
             AuthError::DleqInvalid => ErrorCode::TokenInvalid,
             AuthError::MintUnavailable(_) | AuthError::Unfinished(_) => ErrorCode::MintUnavailable,
             AuthError::ShuttingDown
+            | AuthError::StoreUnavailable(_)
             | AuthError::Internal(_)
             | AuthError::Busy
             | AuthError::OutputsAlreadySigned => ErrorCode::VerifierUnavailable,
@@ -155,6 +160,10 @@ impl AuthError {
                 "the mint cannot be reached; the token was not redeemed, try again later".into()
             }
             AuthError::ShuttingDown => "the verifier is shutting down; try again".into(),
+            AuthError::StoreUnavailable(_) => {
+                "the verifier's store cannot be reached; the token is safe, try again shortly"
+                    .into()
+            }
             AuthError::Internal(_) => "the verifier cannot redeem tokens right now".into(),
         }
     }
@@ -199,6 +208,7 @@ impl AuthError {
         match self {
             AuthError::Busy | AuthError::Unfinished(_) | AuthError::OutputsAlreadySigned => Some(1),
             AuthError::MintUnavailable(_) | AuthError::ShuttingDown => Some(5),
+            AuthError::StoreUnavailable(_) => Some(2),
             _ => None,
         }
     }
@@ -228,7 +238,7 @@ pub fn classify_receive_error(err: &CdkError) -> AuthError {
         // A mint answering 5xx with a Cashu error body whose code cdk does
         // not know, and cdk's own "Internal" (mint code 50000 among others).
         E::Internal => AuthError::MintUnavailable("the mint reported an internal error".into()),
-        E::Database(e) => AuthError::Internal(format!("wallet store: {e}")),
+        E::Database(e) => AuthError::StoreUnavailable(format!("wallet store: {e}")),
         E::ConcurrentUpdate
         | E::UnexpectedProofState
         | E::NoActiveKeyset
@@ -250,6 +260,10 @@ mod tests {
             (AuthError::TokenInvalid("x".into()), "token_invalid"),
             (AuthError::MintUnavailable("x".into()), "mint_unavailable"),
             (AuthError::Internal("x".into()), "verifier_unavailable"),
+            (
+                AuthError::StoreUnavailable("x".into()),
+                "verifier_unavailable",
+            ),
             (
                 AuthError::ReceivedLess {
                     received: 1,

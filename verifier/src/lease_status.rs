@@ -50,7 +50,7 @@ impl LeaseStatus {
 
 /// The lease of a pass at `now`, and a fresh pass when the lease runs later
 /// than this one says.
-pub fn lease_status(
+pub async fn lease_status(
     verifier: &Verifier,
     presented: Option<&str>,
     now: u64,
@@ -70,7 +70,8 @@ pub fn lease_status(
         .redeemer
         .ledger()
         .lease(&claims.lease)
-        .map_err(|e| AuthError::Internal(e.to_string()))?;
+        .await
+        .map_err(|e| AuthError::StoreUnavailable(e.to_string()))?;
     let mut fresh = None;
     if let Some(record) = recorded.filter(|r| r.tier == claims.tier) {
         if record.pod.is_some() {

@@ -16,7 +16,14 @@
 //! * [`background`] — per-mint readiness, settlement and keyset refresh;
 //! * [`redeem`] — the swap, once per token, within the request's deadline;
 //! * [`ledger`] — what became of each token (swapping, credited, granted),
-//!   on disk, so that a timeout or a crash loses no payment; and the leases;
+//!   durably (SQLite or PostgreSQL), so that a timeout or a crash loses no
+//!   payment; and the leases;
+//! * [`store`] — where the wallet and the ledger live: SQLite in the data dir,
+//!   or PostgreSQL shared by replicas;
+//! * [`postgres`] — PostgreSQL connections, TLS, advisory locks, the seed check;
+//! * [`leading`] — which replica settles and reaps, and starting and
+//!   stopping that work as leadership comes and goes;
+//! * [`swap_gate`] — one swap at a time per mint, across replicas too;
 //! * [`lease_status`] — `GET /lease`: where the lease of a pass stands;
 //! * [`files`] — the data dir's permissions (0700, files 0600);
 //! * [`mint`] — what the redeemer needs of a mint's wallet, as a trait;
@@ -37,13 +44,18 @@ pub mod error;
 pub mod files;
 pub mod ids;
 pub mod ingress;
+pub mod leader;
+pub mod leading;
 pub mod lease_status;
 pub mod ledger;
 pub mod metrics;
 pub mod mint;
 pub mod pods;
+pub mod postgres;
 pub mod redeem;
 pub mod seed;
 pub mod server;
+pub mod store;
+pub mod swap_gate;
 pub mod verifier;
 pub mod wallet;

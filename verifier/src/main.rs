@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::Parser;
 use paygress_verifier::cli::{Cli, Command, LeaseCommand, TokenCommand, WalletCommand};
 use paygress_verifier::commands::{backup_cmd, lease_cmd, pay, token_cmd, wallet_cmd};
-use paygress_verifier::{config, seed, server};
+use paygress_verifier::{config, seed, server, store};
 use tracing_subscriber::EnvFilter;
 
 /// The default log filter: the verifier at info, cdk's chatty wallet at warn.
@@ -64,7 +64,8 @@ async fn run(cli: Cli) -> ExitCode {
             let mnemonic = std::env::var(seed::MNEMONIC_VAR)
                 .ok()
                 .filter(|v| !v.trim().is_empty());
-            match server::serve(settings, args.listen, args.data_dir, mnemonic).await {
+            let location = store::Location::new(&args.data_dir, args.database_url.as_deref());
+            match server::serve(settings, args.listen, location, args.data_dir, mnemonic).await {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("paygress: {e}");
@@ -75,25 +76,27 @@ async fn run(cli: Cli) -> ExitCode {
         }
         Command::Wallet { command } => {
             let result = match command {
-                WalletCommand::Balance { dir } => wallet_cmd::balance(&dir.data_dir).await,
+                WalletCommand::Balance { dir } => wallet_cmd::balance(&dir.location()).await,
                 WalletCommand::Send {
                     dir,
                     mint,
                     amount,
                     unit,
-                } => wallet_cmd::send(&dir.data_dir, &mint, &unit, amount).await,
+                } => wallet_cmd::send(&dir.location(), &mint, &unit, amount).await,
                 WalletCommand::Melt {
                     dir,
                     mint,
                     invoice,
                     unit,
-                } => wallet_cmd::melt(&dir.data_dir, &mint, &unit, &invoice).await,
+                } => wallet_cmd::melt(&dir.location(), &mint, &unit, &invoice).await,
                 WalletCommand::Restore {
                     dir,
                     mint,
                     unit,
                     replica_id,
-                } => wallet_cmd::restore(&dir.data_dir, &mint, &unit, replica_id.as_deref()).await,
+                } => {
+                    wallet_cmd::restore(&dir.location(), &mint, &unit, replica_id.as_deref()).await
+                }
                 WalletCommand::Backup { dir, to } => {
                     backup_cmd::backup(&dir.data_dir, &to).map(|files| {
                         let files: Vec<String> =

@@ -22,6 +22,10 @@
 //! * `paygress_pods_total{event}` — lease pods `provisioned`, `failed`
 //!   (provisioning failed after the swap), `refunded` (the client got its
 //!   value back) and `reaped`;
+//! * `paygress_replica_info{replica,store}` — this replica's id and its store
+//!   (`sqlite` or `postgres`), always 1;
+//! * `paygress_replica_leader` — 1 while this replica does the work one
+//!   replica does (settlement, pruning, the pod reaper), else 0;
 //! * `paygress_redemptions_in_flight`, `paygress_mint_ready{mint}`.
 
 use std::collections::BTreeMap;
@@ -55,6 +59,8 @@ struct Inner {
     leases: BTreeMap<&'static str, u64>,
     leases_live: u64,
     pods: BTreeMap<&'static str, u64>,
+    replica: Option<(String, &'static str)>,
+    leader: bool,
 }
 
 /// The verifier's metrics. Cheap to update from many tasks.
@@ -95,6 +101,16 @@ impl Metrics {
     }
 
     /// Records how many leases have not ended.
+    /// Names this replica and its store.
+    pub fn set_replica(&self, id: &str, store: &'static str) {
+        self.with(|i| i.replica = Some((id.to_string(), store)));
+    }
+
+    /// Whether this replica leads now.
+    pub fn set_leader(&self, leading: bool) {
+        self.with(|i| i.leader = leading);
+    }
+
     pub fn set_leases_live(&self, n: u64) {
         self.with(|i| i.leases_live = n);
     }
@@ -293,6 +309,26 @@ impl Metrics {
                 "Leases not yet ended, as of the last settlement pass.",
             );
             let _ = writeln!(out, "paygress_leases_live {}", i.leases_live);
+            if let Some((id, store)) = &i.replica {
+                header(
+                    &mut out,
+                    "paygress_replica_info",
+                    "gauge",
+                    "This replica's id and its store (sqlite or postgres).",
+                );
+                let _ = writeln!(
+                    out,
+                    "paygress_replica_info{{replica=\"{}\",store=\"{store}\"}} 1",
+                    escape(id)
+                );
+            }
+            header(
+                &mut out,
+                "paygress_replica_leader",
+                "gauge",
+                "1 while this replica does the work one replica does (settlement, pruning, the pod reaper).",
+            );
+            let _ = writeln!(out, "paygress_replica_leader {}", u8::from(i.leader));
             header(
                 &mut out,
                 "paygress_pods_total",

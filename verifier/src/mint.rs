@@ -5,16 +5,17 @@
 use std::future::Future;
 
 use cdk::nuts::PublicKey;
-use tokio::sync::MutexGuard;
 
+use crate::swap_gate::{GateError, SwapGuard};
 use crate::wallet::Settlement;
 
 /// One accepted mint's wallet, as the redeemer uses it.
 pub trait MintOps: Send + Sync {
     /// The mint URL, normalised.
     fn url(&self) -> &str;
-    /// One swap (or settlement) at a time per mint.
-    fn swap_gate(&self) -> impl Future<Output = MutexGuard<'_, ()>> + Send;
+    /// One swap (or settlement) at a time per mint (across replicas on a
+    /// shared store).
+    fn swap_gate(&self) -> impl Future<Output = Result<SwapGuard<'_>, GateError>> + Send;
     /// Swaps a token (as cdk parses it) into the wallet; the amount
     /// received, net of the mint's input fees.
     fn receive(&self, token: &str) -> impl Future<Output = Result<u64, cdk::Error>> + Send;

@@ -203,7 +203,7 @@ impl Redeemer {
             ));
         };
         let ys = proof_ys(token)?;
-        match self.ledger.get(&key).map_err(store_error)? {
+        match self.ledger.get(&key).await.map_err(store_error)? {
             Some(Entry::Refunded {
                 refund: Some((code, refund)),
                 ..
@@ -236,10 +236,17 @@ impl Redeemer {
         // outputs. cdk talks to a mint over one connection, one request at a
         // time, so this costs little.
         let _in_flight = self.metrics.in_flight();
-        let Ok(_gate) = tokio::time::timeout_at(deadline.into(), mint.swap_gate()).await else {
-            return Err(AuthError::Unfinished(
-                "the mint's earlier swaps did not finish in time".into(),
-            ));
+        let _gate = match tokio::time::timeout_at(deadline.into(), mint.swap_gate()).await {
+            Ok(Ok(gate)) => gate,
+            Ok(Err(e)) => {
+                tracing::warn!(mint = %mint.url(), error = %e, "cannot take the swap gate");
+                return Err(AuthError::StoreUnavailable(e.to_string()));
+            }
+            Err(_) => {
+                return Err(AuthError::Unfinished(
+                    "the mint's earlier swaps did not finish in time".into(),
+                ))
+            }
         };
         // The time left once it is our turn: no swap that could not finish.
         let left = deadline.saturating_duration_since(Instant::now());
@@ -251,7 +258,10 @@ impl Redeemer {
             )));
         }
         let budget = left.min(self.mint_timeout);
-        self.ledger.begin(&key, mint.url()).map_err(store_error)?;
+        self.ledger
+            .begin(&key, mint.url())
+            .await
+            .map_err(store_error)?;
         let started = Instant::now();
         let encoded = canonical_token(raw);
         let outcome = tokio::time::timeout(budget, mint.receive(&encoded)).await;
@@ -291,7 +301,9 @@ impl Redeemer {
                     AuthError::MintUnavailable(_) => {
                         self.metrics.mint_error(mint.url(), "unreachable")
                     }
-                    AuthError::Internal(_) => self.metrics.mint_error(mint.url(), "store"),
+                    AuthError::Internal(_) | AuthError::StoreUnavailable(_) => {
+                        self.metrics.mint_error(mint.url(), "store")
+                    }
                     _ => self.metrics.mint_error(mint.url(), "refused"),
                 }
                 self.forget_if_not_pending(mint, &key, &ys).await;
@@ -307,7 +319,7 @@ impl Redeemer {
             Ok(Ok(amount)) => amount,
         };
         self.spent.insert(token);
-        if let Err(e) = self.ledger.credit(&key, mint.url(), received) {
+        if let Err(e) = self.ledger.credit(&key, mint.url(), received).await {
             // The money is in the wallet; the row stays `swapping` and the
             // next presentation settles it from cdk's transaction record.
             tracing::error!(mint = %mint.url(), token = %ids::log_id(token), error = %e, "cannot record a redemption");
@@ -327,10 +339,11 @@ impl Redeemer {
 
     /// Claims the credit of a redeemed token for one request: `Ok(received)`
     /// for exactly one caller, `AlreadySpent` for every other.
-    pub fn claim(&self, token: &Token) -> Result<u64, AuthError> {
+    pub async fn claim(&self, token: &Token) -> Result<u64, AuthError> {
         match self
             .ledger
             .claim(&ids::token_key(token))
+            .await
             .map_err(store_error)?
         {
             Some(received) => Ok(received),
@@ -340,13 +353,14 @@ impl Redeemer {
 
     /// Claims the credit of a redeemed token for a lease, adding the time
     /// it bought in the same transaction: for exactly one caller.
-    pub fn claim_lease(
+    pub async fn claim_lease(
         &self,
         token: &Token,
         purchase: &LeasePurchase,
     ) -> Result<(u64, LeaseRecord), AuthError> {
         self.ledger
             .claim_lease(&ids::token_key(token), purchase)
+            .await
             .map_err(store_error)?
             .ok_or(AuthError::AlreadySpent)
     }
@@ -367,7 +381,10 @@ impl Redeemer {
         let Ok(_lock) = tokio::time::timeout(self.mint_timeout, self.locks.lock(key)).await else {
             return AuthError::Unfinished("another redemption of this token is in progress".into());
         };
-        if !matches!(self.ledger.get(&key), Ok(Some(Entry::Credited { .. }))) {
+        if !matches!(
+            self.ledger.get(&key).await,
+            Ok(Some(Entry::Credited { .. }))
+        ) {
             return AuthError::AlreadySpent;
         }
         if matches!(why, RefundWhy::Short { .. }) {
@@ -378,14 +395,21 @@ impl Redeemer {
         }
         // Making the refund is a swap too: one at a time per mint.
         let refund = async {
-            let _gate = mint.swap_gate().await;
+            let _gate = mint
+                .swap_gate()
+                .await
+                .map_err(|e| cdk::Error::Custom(e.to_string()))?;
             mint.make_refund(received).await
         };
         match tokio::time::timeout(self.mint_timeout, refund).await {
             Ok(Ok(refund)) => {
                 let answer = why.answer(received, refund);
                 if let Some(refund) = answer.refund() {
-                    if let Err(e) = self.ledger.refunded(&key, answer.code().as_str(), refund) {
+                    if let Err(e) = self
+                        .ledger
+                        .refunded(&key, answer.code().as_str(), refund)
+                        .await
+                    {
                         tracing::error!(error = %e, "cannot record a refund");
                     }
                 }
@@ -416,17 +440,18 @@ impl Redeemer {
         let completed = mint
             .completed_receive(ys)
             .await
-            .map_err(|e| AuthError::Internal(format!("wallet store: {e}")))?;
+            .map_err(|e| AuthError::StoreUnavailable(format!("wallet store: {e}")))?;
         match completed {
             Some(received) => {
                 self.ledger
                     .credit(key, mint.url(), received)
+                    .await
                     .map_err(store_error)?;
                 tracing::info!(mint = %mint.url(), received, "an unfinished redemption had completed: credited");
                 Ok(Some(received))
             }
             None => {
-                self.ledger.forget(key).map_err(store_error)?;
+                self.ledger.forget(key).await.map_err(store_error)?;
                 Ok(None)
             }
         }
@@ -437,7 +462,7 @@ impl Redeemer {
     async fn forget_if_not_pending<M: MintOps>(&self, mint: &M, key: &[u8; 32], ys: &[PublicKey]) {
         match mint.has_pending(ys).await {
             Ok(false) => {
-                if let Err(e) = self.ledger.forget(key) {
+                if let Err(e) = self.ledger.forget(key).await {
                     tracing::warn!(error = %e, "cannot update the ledger");
                 }
             }
@@ -458,7 +483,7 @@ impl Redeemer {
         let pending = mint
             .has_pending(ys)
             .await
-            .map_err(|e| AuthError::Internal(format!("wallet store: {e}")))?;
+            .map_err(|e| AuthError::StoreUnavailable(format!("wallet store: {e}")))?;
         if !pending {
             return Ok(());
         }
@@ -474,7 +499,7 @@ impl Redeemer {
         let still = mint
             .has_pending(ys)
             .await
-            .map_err(|e| AuthError::Internal(format!("wallet store: {e}")))?;
+            .map_err(|e| AuthError::StoreUnavailable(format!("wallet store: {e}")))?;
         if still {
             self.metrics.mint_error(mint.url(), "unreachable");
             return Err(AuthError::Unfinished(
@@ -486,7 +511,7 @@ impl Redeemer {
 }
 
 fn store_error(e: crate::ledger::LedgerError) -> AuthError {
-    AuthError::Internal(e.to_string())
+    AuthError::StoreUnavailable(e.to_string())
 }
 
 /// The proofs' `Y = hash_to_curve(secret)`, as the mint and the wallet store
@@ -557,10 +582,10 @@ mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
+    use crate::swap_gate::{GateError, SwapGate, SwapGuard};
     use crate::wallet::Settlement;
     use paygress_core::test_util::{cashu_a, KEYSET_ID, POINT};
     use paygress_core::TokenLimits;
-    use tokio::sync::MutexGuard;
 
     /// How the fake mint answers a swap.
     #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -578,7 +603,7 @@ mod tests {
     /// `Y`s. It stands in for cdk and cdk-mintd in these unit tests only.
     #[derive(Debug)]
     struct FakeMint {
-        gate: AsyncMutex<()>,
+        gate: SwapGate,
         mode: Mutex<Mode>,
         swapped: Mutex<HashMap<Vec<PublicKey>, u64>>,
         pending: Mutex<HashMap<Vec<PublicKey>, u64>>,
@@ -588,7 +613,7 @@ mod tests {
     impl FakeMint {
         fn new(mode: Mode) -> Self {
             FakeMint {
-                gate: AsyncMutex::new(()),
+                gate: SwapGate::local(),
                 mode: Mutex::new(mode),
                 swapped: Mutex::default(),
                 pending: Mutex::default(),
@@ -612,7 +637,7 @@ mod tests {
             "http://fake.mint"
         }
 
-        async fn swap_gate(&self) -> MutexGuard<'_, ()> {
+        async fn swap_gate(&self) -> Result<SwapGuard<'_>, GateError> {
             self.gate.lock().await
         }
 
@@ -724,7 +749,7 @@ mod tests {
             tasks.push(tokio::spawn(async move {
                 let received = r.redeem(mint.as_ref(), &raw, &t, soon(2000)).await?;
                 assert_eq!(received, 63, "net of the mint's fee");
-                r.claim(&t)
+                r.claim(&t).await
             }));
         }
         let mut granted = 0;
@@ -750,12 +775,12 @@ mod tests {
         // The mint swapped it meanwhile (the fake's settlement completes it).
         mint.set(Mode::Swap { fee: 0 });
         assert_eq!(r.redeem(&mint, &raw, &t, soon(2000)).await, Ok(64));
-        assert_eq!(r.claim(&t), Ok(64));
+        assert_eq!(r.claim(&t).await, Ok(64));
         assert_eq!(
             r.redeem(&mint, &raw, &t, soon(2000)).await,
             Err(AuthError::AlreadySpent)
         );
-        assert_eq!(r.claim(&t), Err(AuthError::AlreadySpent));
+        assert_eq!(r.claim(&t).await, Err(AuthError::AlreadySpent));
         assert_eq!(mint.swaps.load(Ordering::SeqCst), 1, "never swapped twice");
     }
 
@@ -775,7 +800,7 @@ mod tests {
             .await;
         assert!(matches!(late, Err(AuthError::Unfinished(_))), "{late:?}");
         assert_eq!(mint.swaps.load(Ordering::SeqCst), 0);
-        assert_eq!(r.ledger().get(&ids::token_key(&t)).unwrap(), None);
+        assert_eq!(r.ledger().get(&ids::token_key(&t)).await.unwrap(), None);
         // Down: refused as unavailable, nothing kept; then it pays.
         mint.set(Mode::Down);
         let down = r.redeem(&mint, &raw, &t, soon(2000)).await;
@@ -783,10 +808,10 @@ mod tests {
             matches!(down, Err(AuthError::MintUnavailable(_))),
             "{down:?}"
         );
-        assert_eq!(r.ledger().get(&ids::token_key(&t)).unwrap(), None);
+        assert_eq!(r.ledger().get(&ids::token_key(&t)).await.unwrap(), None);
         mint.set(Mode::Swap { fee: 0 });
         assert_eq!(r.redeem(&mint, &raw, &t, soon(2000)).await, Ok(64));
-        assert_eq!(r.claim(&t), Ok(64));
+        assert_eq!(r.claim(&t).await, Ok(64));
     }
 
     #[tokio::test]
@@ -813,7 +838,11 @@ mod tests {
                 .await,
             AuthError::AlreadySpent
         );
-        assert_eq!(r.claim(&t), Err(AuthError::AlreadySpent), "no grant either");
+        assert_eq!(
+            r.claim(&t).await,
+            Err(AuthError::AlreadySpent),
+            "no grant either"
+        );
         // The same token presented again: the same answer and refund, and
         // no second refund made.
         assert_eq!(

@@ -125,6 +125,34 @@ pub fn replica_from_env(dir: &Path) -> Result<Replica, SeedError> {
     resolve_replica(dir, explicit.as_deref(), hostname.as_deref(), store_exists)
 }
 
+/// The identity of a replica on a shared store (its name in metrics and in
+/// leader election; its seed is the mnemonic's own): `PAYGRESS_REPLICA_ID`,
+/// else `HOSTNAME` (the pod name), else `paygress`. Nothing is written.
+pub fn replica_identity() -> Result<Replica, SeedError> {
+    let env = |name: &str| {
+        std::env::var(name)
+            .ok()
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+    };
+    let (id, origin) = match (env(REPLICA_VAR), env("HOSTNAME")) {
+        (Some(id), _) => (id, REPLICA_VAR),
+        (None, Some(host)) => (host, "HOSTNAME"),
+        (None, None) => ("paygress".to_string(), "none"),
+    };
+    validate_replica_id(&id, origin)?;
+    Ok(Replica {
+        id,
+        origin,
+        history: Vec::new(),
+    })
+}
+
+/// The 64-byte seed of a mnemonic (`PAYGRESS_MNEMONIC`'s words).
+pub fn from_mnemonic(words: &str) -> Result<[u8; 64], SeedError> {
+    Ok(parse(words, MNEMONIC_VAR)?.to_seed_normalized(""))
+}
+
 fn validate_replica_id(id: &str, origin: &str) -> Result<(), SeedError> {
     let ok = id.len() <= MAX_REPLICA_ID_LEN
         && id

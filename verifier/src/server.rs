@@ -37,6 +37,8 @@ pub enum ServeError {
     },
     #[error("server error: {0}")]
     Serve(std::io::Error),
+    #[error(transparent)]
+    Election(#[from] crate::leading::ElectionError),
 }
 
 /// The router.
@@ -125,7 +127,10 @@ async fn auth_handler(
 async fn lease(State(state): State<Arc<Verifier>>, headers: HeaderMap) -> Response {
     let now = crate::verifier::unix_now();
     let found = ingress::find_pass(&headers, bearer_passes(&state));
-    let answer = found.and_then(|p| lease_status::lease_status(&state, p.as_deref(), now));
+    let answer = match found {
+        Ok(p) => lease_status::lease_status(&state, p.as_deref(), now).await,
+        Err(e) => Err(e),
+    };
     match answer {
         Ok((mut status, fresh)) => {
             if let (Some(pods), Some(_)) = (&state.pods, &status.pod) {
@@ -197,6 +202,7 @@ async fn metrics(State(state): State<Arc<Verifier>>) -> Response {
 pub async fn serve(
     settings: Settings,
     listen: SocketAddr,
+    location: crate::store::Location,
     data_dir: PathBuf,
     env_mnemonic: Option<String>,
 ) -> Result<(), ServeError> {
@@ -205,7 +211,7 @@ pub async fn serve(
         env!("CARGO_PKG_VERSION"),
         config::summary(&settings)
     );
-    let state = Verifier::open(settings, &data_dir, env_mnemonic.as_deref()).await?;
+    let state = Verifier::open(settings, &location, &data_dir, env_mnemonic.as_deref()).await?;
     let listener = TcpListener::bind(listen)
         .await
         .map_err(|source| ServeError::Listen {
@@ -215,13 +221,19 @@ pub async fn serve(
     let local = listener.local_addr().unwrap_or(listen);
     tracing::info!(listen = %local, "serving /auth, /healthz, /readyz, /metrics");
 
-    let background = background::spawn(state.clone());
+    let campaign_stop = tokio_util::sync::CancellationToken::new();
+    let leadership = crate::leading::elect(&state, campaign_stop.clone()).await?;
+    let tracking = crate::leading::track(state.metrics.clone(), leadership.watch());
+    let background = background::spawn(state.clone(), leadership.watch());
     let reaper = state.pods.as_ref().map(|pods| {
-        tokio::spawn(crate::pods::reaper::run(
+        let (client, namespace, metrics) = (
             pods.client(),
             pods.namespace().to_string(),
             state.metrics.clone(),
-        ))
+        );
+        crate::leading::while_leading("pod reaper", leadership.watch(), move || {
+            crate::pods::reaper::run(client.clone(), namespace.clone(), metrics.clone())
+        })
     });
     let grace = state.settings.shutdown_grace;
     let signal_state = state.clone();
@@ -249,6 +261,15 @@ pub async fn serve(
     if let Some(reaper) = reaper {
         reaper.abort();
     }
+    // Hand the lead over at once rather than after the Lease's TTL.
+    campaign_stop.cancel();
+    if tokio::time::timeout(std::time::Duration::from_secs(5), leadership.stopped())
+        .await
+        .is_err()
+    {
+        tracing::warn!("leader election: the lease was not released in time");
+    }
+    tracking.abort();
     state.tracker.close();
     if tokio::time::timeout(grace, state.tracker.wait())
         .await

@@ -33,6 +33,7 @@ use crate::metrics::Metrics;
 use crate::pods::Pods;
 use crate::redeem::{Redeemer, RefundWhy};
 use crate::seed;
+use crate::store::{self, Location};
 use crate::wallet::{DleqError, FeeError, MintWallet, WalletError, Wallets};
 
 /// The verifier: settings, the mints' wallets, the redeemer and metrics.
@@ -46,6 +47,10 @@ pub struct Verifier {
     pub metrics: Arc<Metrics>,
     /// The redemption tasks (shutdown waits for them).
     pub tracker: TaskTracker,
+    /// This replica's id (its name in metrics and in leader election).
+    pub replica: String,
+    /// Where the wallet and the ledger live.
+    pub location: Location,
     draining: AtomicBool,
 }
 
@@ -58,6 +63,8 @@ pub enum OpenError {
     Wallet(#[from] WalletError),
     #[error(transparent)]
     Ledger(#[from] LedgerError),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
     #[error(transparent)]
     Permissions(#[from] crate::files::PermissionError),
     #[error(
@@ -85,6 +92,8 @@ impl Verifier {
             wallets,
             metrics,
             tracker: TaskTracker::new(),
+            replica: String::new(),
+            location: Location::DataDir(std::path::PathBuf::new()),
             draining: AtomicBool::new(false),
         }
     }
@@ -99,31 +108,31 @@ impl Verifier {
         self.draining.store(true, Ordering::Release);
     }
 
-    /// Opens the seed, the wallets and the ledger in `data_dir`.
+    /// Opens the seed, the wallets and the ledger at `location` (the data
+    /// dir, or a PostgreSQL database that replicas share).
     pub async fn open(
         settings: Settings,
+        location: &Location,
         data_dir: &Path,
         env_mnemonic: Option<&str>,
     ) -> Result<Arc<Verifier>, OpenError> {
-        let (seed, origin) = seed::load_or_create(data_dir, env_mnemonic)?;
-        let replica = seed::replica_from_env(data_dir)?;
+        let opened = store::open(location, data_dir, env_mnemonic).await?;
         tracing::info!(
-            data_dir = %data_dir.display(),
-            seed = ?origin,
-            replica = %replica.id,
-            replica_from = replica.origin,
-            replica_history = ?replica.history,
+            store = %location.describe(),
+            seed = ?opened.seed_origin,
+            replica = %opened.replica.id,
+            replica_from = opened.replica.origin,
+            replica_history = ?opened.replica.history,
             "wallet seed"
         );
-        let seed = seed::replica_seed(&seed, &replica.id);
-        let wallets = Wallets::open(
-            data_dir,
+        let wallets = Wallets::new(
+            opened.wallet,
+            opened.pool.as_ref(),
             &settings.config.mints,
             &settings.config.unit,
-            seed,
-        )
-        .await?;
-        let ledger = Ledger::open(data_dir)?;
+            opened.seed,
+        )?;
+        let ledger = opened.ledger;
         crate::files::secure_data_dir(data_dir)?;
         let pods = if settings.pods.enabled {
             let mut config = kube::Config::infer()
@@ -151,6 +160,11 @@ impl Verifier {
         };
         let mut verifier = Verifier::new(settings, wallets, ledger);
         verifier.pods = pods;
+        verifier
+            .metrics
+            .set_replica(&opened.replica.id, location.kind());
+        verifier.replica = opened.replica.id;
+        verifier.location = location.clone();
         Ok(Arc::new(verifier))
     }
 
@@ -188,7 +202,9 @@ impl Verifier {
         let raw = match &request.token {
             Ok(Some(raw)) => raw,
             Ok(None) => {
-                return self.on_pass(request, pass, lease_tier, price, tier_index, now);
+                return self
+                    .on_pass(request, pass, lease_tier, price, tier_index, now)
+                    .await;
             }
             Err(e) => return Decision::Refuse(e.clone()),
         };
@@ -224,7 +240,7 @@ impl Verifier {
     /// Decides on a paid path with no token: a valid pass of the path's
     /// lease tier lets it through; any other answer is a 402, or a 400 for
     /// a pass that is not genuine.
-    fn on_pass(
+    async fn on_pass(
         &self,
         request: &AuthRequest,
         pass: Option<Result<Claims, PassError>>,
@@ -263,9 +279,10 @@ impl Verifier {
             Err(PassError::Expired(claims)) => {
                 // A lease topped up with another pass runs on: this pass
                 // is stale, not the lease. A fresh pass, no payment.
-                let refreshed = lease_tier
-                    .filter(|_| opens(&claims))
-                    .and_then(|tier| self.refreshed(&claims, tier, request.secure, now));
+                let refreshed = match lease_tier.filter(|_| opens(&claims)) {
+                    Some(tier) => self.refreshed(&claims, tier, request.secure, now).await,
+                    None => None,
+                };
                 match refreshed {
                     Some(lease) => {
                         self.metrics.pass("refreshed");
@@ -289,14 +306,14 @@ impl Verifier {
 
     /// A fresh pass for a lease whose pass has expired but which this
     /// verifier's ledger knows to run on (a top-up made with another pass).
-    fn refreshed(
+    async fn refreshed(
         &self,
         claims: &Claims,
         tier: &PriceTier,
         secure: bool,
         now: u64,
     ) -> Option<LeaseGrant> {
-        let record = self.redeemer.ledger().lease(&claims.lease).ok()??;
+        let record = self.redeemer.ledger().lease(&claims.lease).await.ok()??;
         if record.tier != claims.tier || record.expires_at <= now {
             return None;
         }
@@ -329,7 +346,8 @@ impl Verifier {
             .redeemer
             .ledger()
             .expiry_after(purchase, received)
-            .map_err(|e| AuthError::Internal(e.to_string()))?;
+            .await
+            .map_err(|e| AuthError::StoreUnavailable(e.to_string()))?;
         // A third of the time left is kept for a refund, should it be
         // needed: the client must hear of it before its proxy gives up.
         let now = Instant::now();
@@ -479,7 +497,7 @@ impl Verifier {
                 .await);
         }
         let Some(basis) = lease else {
-            let received = self.redeemer.claim(&token)?;
+            let received = self.redeemer.claim(&token).await?;
             return Ok(Grant {
                 payment: Some(Payment {
                     amount: received,
@@ -500,7 +518,7 @@ impl Verifier {
             purchase.pod = Some(name);
             annotated = expires_at;
         }
-        let (received, record) = self.redeemer.claim_lease(&token, &purchase)?;
+        let (received, record) = self.redeemer.claim_lease(&token, &purchase).await?;
         if let Some(pods) = pods.filter(|_| record.expires_at > annotated) {
             self.follow_up_annotation(pods, &record);
         }
@@ -652,9 +670,8 @@ mod tests {
         }
         };
         let settings = crate::config::load(None, &env).unwrap();
-        let wallets = Wallets::open(dir, &settings.config.mints, "sat", [1; 64])
-            .await
-            .unwrap();
+        let store = crate::wallet::open_store(dir).await.unwrap();
+        let wallets = Wallets::new(store, None, &settings.config.mints, "sat", [1; 64]).unwrap();
         let ledger = Ledger::open(dir).unwrap();
         Arc::new(Verifier::new(settings, wallets, ledger))
     }
@@ -793,8 +810,8 @@ mod tests {
         // another pass); the client shows its old, expired one.
         let ledger = v.redeemer.ledger();
         let key = [7u8; 32];
-        ledger.begin(&key, MINT).unwrap();
-        ledger.credit(&key, MINT, 1000).unwrap();
+        ledger.begin(&key, MINT).await.unwrap();
+        ledger.credit(&key, MINT, 1000).await.unwrap();
         let purchase = LeasePurchase {
             id: "0123456789abcdef".into(),
             tier: "compute".into(),
@@ -805,7 +822,7 @@ mod tests {
             now,
             pod: None,
         };
-        let (_, record) = ledger.claim_lease(&key, &purchase).unwrap().unwrap();
+        let (_, record) = ledger.claim_lease(&key, &purchase).await.unwrap().unwrap();
         let stale = pass::sign(&claims("compute", now - 5), &keys[0]);
         match v.decide_at(&with_pass("/compute/job", &stale), now).await {
             Decision::Allow(Grant {

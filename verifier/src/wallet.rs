@@ -1,11 +1,12 @@
 //! The verifier's wallets: one cdk wallet per accepted mint, all in one
-//! SQLite store under the data dir, built without client-side rate limiting.
+//! store (SQLite under the data dir, or PostgreSQL shared by replicas: see
+//! [`crate::store`]), built without client-side rate limiting.
 //!
 //! Each mint's keysets (with their `input_fee_ppk`) are loaded at start and
 //! kept in a table, so that the input fee of a token is known before anything
 //! is swapped. A swap holds its mint's gate, and so does settling unfinished
-//! redemptions ([`MintWallet::settle`]): one at a time per mint (see
-//! [`MintWallet::swap_gate`]).
+//! redemptions ([`MintWallet::settle`]): one at a time per mint, across
+//! replicas too (see [`crate::swap_gate`]).
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
@@ -25,7 +26,9 @@ use cdk_sqlite::WalletSqliteDatabase;
 use paygress_core::precheck::FeeSumError;
 use paygress_core::Token;
 use thiserror::Error;
-use tokio::sync::{Mutex as AsyncMutex, MutexGuard};
+use tokio::sync::Mutex as AsyncMutex;
+
+use crate::swap_gate::{GateError, SwapGate, SwapGuard};
 
 /// The wallet store's file name in the data dir.
 pub const STORE_FILE: &str = "wallet.sqlite";
@@ -34,7 +37,7 @@ pub const STORE_FILE: &str = "wallet.sqlite";
 const KEYSET_REFRESH_MIN_INTERVAL: Duration = Duration::from_secs(10);
 
 /// The wallet store shared by every mint's wallet.
-pub type Store = Arc<WalletSqliteDatabase>;
+pub type Store = crate::store::WalletStore;
 
 /// Why the wallets could not be opened.
 #[derive(Debug, Error)]
@@ -104,7 +107,7 @@ pub struct MintWallet {
     /// One keyset load at a time: concurrent callers wait for it and reuse
     /// its result instead of asking the mint again.
     refresh: AsyncMutex<()>,
-    gate: AsyncMutex<()>,
+    gate: SwapGate,
 }
 
 /// What a settlement pass did.
@@ -340,12 +343,9 @@ impl MintWallet {
     }
 
     /// Holds the mint's gate for one swap: swaps and settlement at one mint
-    /// run one at a time. cdk 0.18's receive records its NUT-13 counter range
-    /// by reading the counter after deriving its outputs, so two receives in
-    /// flight at once would record each other's ranges, and recovering either
-    /// after a timeout or a crash would restore the wrong outputs (and lose
-    /// the payment from the wallet).
-    pub async fn swap_gate(&self) -> MutexGuard<'_, ()> {
+    /// run one at a time, on every replica of a shared store (see
+    /// [`crate::swap_gate`] for why).
+    pub async fn swap_gate(&self) -> Result<SwapGuard<'_>, GateError> {
         self.gate.lock().await
     }
 
@@ -371,7 +371,11 @@ impl MintWallet {
     /// cdk's `recover_incomplete_sagas` settles the rest (a swap that did
     /// happen is completed, from the mint's NUT-19 cache or by restore).
     pub async fn settle(&self) -> Result<Settlement, cdk::Error> {
-        let _exclusive = self.gate.lock().await;
+        let _exclusive = self
+            .gate
+            .lock()
+            .await
+            .map_err(|e| cdk::Error::Custom(e.to_string()))?;
         let released = self.release_unswapped_receives().await?;
         let report = self.wallet.recover_incomplete_sagas().await?;
         Ok(Settlement {
@@ -492,7 +496,7 @@ impl crate::mint::MintOps for MintWallet {
         &self.url
     }
 
-    async fn swap_gate(&self) -> MutexGuard<'_, ()> {
+    async fn swap_gate(&self) -> Result<SwapGuard<'_>, GateError> {
         MintWallet::swap_gate(self).await
     }
 
@@ -572,18 +576,21 @@ pub struct Wallets {
 }
 
 impl Wallets {
-    /// Opens (or creates) the store under `data_dir` and builds one wallet
-    /// per mint. No network.
-    pub async fn open(
-        data_dir: &Path,
+    /// Builds one wallet per mint over `store`. With `shared` (the pool of a
+    /// database that replicas share), each mint's swap gate is shared by
+    /// them too. No network.
+    pub fn new(
+        store: Store,
+        shared: Option<&deadpool_postgres::Pool>,
         mints: &[String],
         unit: &str,
         seed: [u8; 64],
     ) -> Result<Wallets, WalletError> {
-        let store = open_store(data_dir).await?;
         let mut built = Vec::with_capacity(mints.len());
         for url in mints {
-            built.push(Arc::new(build_mint_wallet(&store, url, unit, seed)?));
+            built.push(Arc::new(build_mint_wallet(
+                &store, shared, url, unit, seed,
+            )?));
         }
         Ok(Wallets {
             store,
@@ -612,8 +619,8 @@ impl Wallets {
     }
 }
 
-/// Opens (or creates) the wallet store in `data_dir`.
-pub async fn open_store(data_dir: &Path) -> Result<Store, WalletError> {
+/// Opens (or creates) the SQLite wallet store in `data_dir`.
+pub async fn open_store(data_dir: &Path) -> Result<Arc<WalletSqliteDatabase>, WalletError> {
     let path = data_dir.join(STORE_FILE);
     let store = WalletSqliteDatabase::new(path.clone())
         .await
@@ -630,9 +637,11 @@ pub async fn open_store(data_dir: &Path) -> Result<Store, WalletError> {
     Ok(Arc::new(store))
 }
 
-/// Builds the wallet of one mint over the store.
+/// Builds the wallet of one mint over the store; with `shared`, its swap
+/// gate is shared by the replicas on that database.
 pub fn build_mint_wallet(
     store: &Store,
+    shared: Option<&deadpool_postgres::Pool>,
     url: &str,
     unit: &str,
     seed: [u8; 64],
@@ -646,9 +655,11 @@ pub fn build_mint_wallet(
         reason: e.to_string(),
     })?;
     let currency = CurrencyUnit::from_str(unit).map_err(|_| WalletError::Unit(unit.into()))?;
-    let localstore: Arc<
-        dyn cdk::cdk_database::WalletDatabase<cdk::cdk_database::Error> + Send + Sync,
-    > = store.clone();
+    let localstore = store.clone();
+    let gate = match shared {
+        Some(pool) => SwapGate::shared(pool.clone(), &format!("{normalised}/{unit}")),
+        None => SwapGate::local(),
+    };
     let wallet = WalletBuilder::new()
         .mint_url(mint_url)
         .unit(currency)
@@ -668,7 +679,7 @@ pub fn build_mint_wallet(
         ready: AtomicBool::new(false),
         last_refresh: Mutex::new(None),
         refresh: AsyncMutex::new(()),
-        gate: AsyncMutex::new(()),
+        gate,
     })
 }
 

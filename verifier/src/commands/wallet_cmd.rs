@@ -2,8 +2,10 @@
 //! (and payers put money in).
 //!
 //! The commands open the same store the verifier uses (`<data dir>/wallet.sqlite`
-//! and the seed beside it, or `PAYGRESS_MNEMONIC`); they never run saga
-//! recovery, which belongs to the running verifier.
+//! and the seed beside it, or `PAYGRESS_MNEMONIC`; or the replicas' shared
+//! PostgreSQL store with `--database-url`, where a send or a melt takes the
+//! replicas' swap gate); they never run saga recovery, which belongs to the
+//! running verifier.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -11,13 +13,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use cdk::amount::SplitTarget;
-use cdk::cdk_database::WalletDatabase as _;
 use cdk::nuts::{MintQuoteState, PaymentMethod, State};
 use cdk::wallet::SendOptions;
 use cdk::Amount;
 use serde_json::json;
 
 use crate::seed;
+use crate::store::{self, Location};
 use crate::wallet::{build_mint_wallet, open_store, MintWallet, STORE_FILE};
 
 /// Opens the wallet of one mint in the data dir. `create` allows a new data
@@ -28,36 +30,51 @@ pub async fn open_wallet(
     unit: &str,
     create: bool,
 ) -> Result<MintWallet> {
-    if !create && !data_dir.join(STORE_FILE).exists() {
-        bail!(
-            "no wallet in {} (no {STORE_FILE}); pass --data-dir or set PAYGRESS_DATA_DIR",
-            data_dir.display()
-        );
-    }
-    let env = std::env::var(seed::MNEMONIC_VAR)
+    open_wallet_at(
+        &Location::DataDir(data_dir.to_path_buf()),
+        mint,
+        unit,
+        create,
+    )
+    .await
+}
+
+/// Opens the wallet of one mint wherever it lives.
+pub async fn open_wallet_at(
+    location: &Location,
+    mint: &str,
+    unit: &str,
+    create: bool,
+) -> Result<MintWallet> {
+    let env = mnemonic_from_env();
+    let (store, seed, _, pool) = store::open_for_command(location, env.as_deref(), create).await?;
+    Ok(build_mint_wallet(&store, pool.as_ref(), mint, unit, seed)?)
+}
+
+fn mnemonic_from_env() -> Option<String> {
+    std::env::var(seed::MNEMONIC_VAR)
         .ok()
-        .filter(|v| !v.trim().is_empty());
-    if !create && env.is_none() && !data_dir.join(seed::SEED_FILE).exists() {
-        bail!(
-            "no seed in {} and {} is not set",
-            data_dir.display(),
-            seed::MNEMONIC_VAR
-        );
-    }
-    let (seed, _) = seed::load_or_create(data_dir, env.as_deref())?;
-    let replica = seed::replica_from_env(data_dir)?;
-    let seed = seed::replica_seed(&seed, &replica.id);
-    let store = open_store(data_dir).await?;
-    Ok(build_mint_wallet(&store, mint, unit, seed)?)
+        .filter(|v| !v.trim().is_empty())
 }
 
 /// `wallet balance`: per mint and unit, the unspent balance and what is
 /// pending (inputs of redemptions or sends not settled yet), as JSON.
-pub async fn balance(data_dir: &Path) -> Result<String> {
-    if !data_dir.join(STORE_FILE).exists() {
-        bail!("no wallet in {} (no {STORE_FILE})", data_dir.display());
-    }
-    let store = open_store(data_dir).await?;
+pub async fn balance(location: &Location) -> Result<String> {
+    let store = match location {
+        Location::DataDir(dir) => {
+            if !dir.join(STORE_FILE).exists() {
+                bail!("no wallet in {} (no {STORE_FILE})", dir.display());
+            }
+            let store: store::WalletStore = open_store(dir).await?;
+            store
+        }
+        Location::Postgres(_) => {
+            let env = mnemonic_from_env();
+            store::open_for_command(location, env.as_deref(), false)
+                .await?
+                .0
+        }
+    };
     let proofs = store
         .get_proofs(None, None, None, None)
         .await
@@ -95,8 +112,9 @@ pub async fn balance(data_dir: &Path) -> Result<String> {
 }
 
 /// `wallet send`: a cashuB token of `amount` from `mint`'s proofs.
-pub async fn send(data_dir: &Path, mint: &str, unit: &str, amount: u64) -> Result<String> {
-    let w = open_wallet(data_dir, mint, unit, false).await?;
+pub async fn send(location: &Location, mint: &str, unit: &str, amount: u64) -> Result<String> {
+    let w = open_wallet_at(location, mint, unit, false).await?;
+    let _gate = w.swap_gate().await?;
     send_token(&w, amount, false).await
 }
 
@@ -120,8 +138,9 @@ pub async fn send_token(w: &MintWallet, amount: u64, include_fee: bool) -> Resul
 }
 
 /// `wallet melt`: pays a BOLT11 invoice.
-pub async fn melt(data_dir: &Path, mint: &str, unit: &str, invoice: &str) -> Result<String> {
-    let w = open_wallet(data_dir, mint, unit, false).await?;
+pub async fn melt(location: &Location, mint: &str, unit: &str, invoice: &str) -> Result<String> {
+    let w = open_wallet_at(location, mint, unit, false).await?;
+    let _gate = w.swap_gate().await?;
     let quote = w
         .wallet
         .melt_quote(PaymentMethod::BOLT11, invoice.trim(), None, None)
@@ -145,33 +164,45 @@ pub async fn melt(data_dir: &Path, mint: &str, unit: &str, invoice: &str) -> Res
 
 /// `wallet restore`: recovers from the mint, with the mnemonic (the data
 /// dir's `seed` or `PAYGRESS_MNEMONIC`), every proof that the replica
-/// `replica_id` derived (NUT-13), into this data dir's store. Without an id,
-/// the data dir's own replica. Run it once per replica id that ever used the
-/// mnemonic (each data dir lists its ids in its `replica` file, and the
-/// verifier logs its id at start).
+/// `replica_id` derived (NUT-13), into this store. Without an id, the data
+/// dir's own replica. Run it once per replica id that ever used the mnemonic
+/// (each data dir lists its ids in its `replica` file, and the verifier logs
+/// its id at start). On a shared PostgreSQL store every replica derives from
+/// the mnemonic's own seed: one restore per mint recovers them all.
 pub async fn restore(
-    data_dir: &Path,
+    location: &Location,
     mint: &str,
     unit: &str,
     replica_id: Option<&str>,
 ) -> Result<String> {
-    let env = std::env::var(seed::MNEMONIC_VAR)
-        .ok()
-        .filter(|v| !v.trim().is_empty());
-    if env.is_none() && !data_dir.join(seed::SEED_FILE).exists() {
-        bail!(
-            "no seed in {} and {} is not set: restoring needs the mnemonic",
-            data_dir.display(),
-            seed::MNEMONIC_VAR
-        );
+    let env = mnemonic_from_env();
+    if let Location::DataDir(dir) = location {
+        if env.is_none() && !dir.join(seed::SEED_FILE).exists() {
+            bail!(
+                "no seed in {} and {} is not set: restoring needs the mnemonic",
+                dir.display(),
+                seed::MNEMONIC_VAR
+            );
+        }
     }
-    let (base, _) = seed::load_or_create(data_dir, env.as_deref())?;
-    let id = match replica_id {
-        Some(id) => id.trim().to_string(),
-        None => seed::replica_from_env(data_dir)?.id,
+    let (store, own_seed, own_id, pool) =
+        store::open_for_command(location, env.as_deref(), true).await?;
+    let (id, wallet_seed) = match (replica_id.map(str::trim), location) {
+        (None, _) => (own_id, own_seed),
+        (Some(id), Location::Postgres(_)) => {
+            let words = env.as_deref().unwrap_or_default();
+            (
+                id.to_string(),
+                seed::replica_seed(&seed::from_mnemonic(words)?, id),
+            )
+        }
+        (Some(id), Location::DataDir(dir)) => {
+            let (base, _) = seed::load_or_create(dir, env.as_deref())?;
+            (id.to_string(), seed::replica_seed(&base, id))
+        }
     };
-    let store = open_store(data_dir).await?;
-    let w = build_mint_wallet(&store, mint, unit, seed::replica_seed(&base, &id))?;
+    let w = build_mint_wallet(&store, pool.as_ref(), mint, unit, wallet_seed)?;
+    let _gate = w.swap_gate().await?;
     let restored = w
         .wallet
         .restore()
