@@ -28,14 +28,23 @@
 //! example tier's pod is accepted by the real verifier (and a privileged
 //! variant of it refused, naming the key); and one patch,
 //! `k8s/pod-provisioning/enable.yaml`, turns provisioning on.
+//!
+//! And the replicas on PostgreSQL (`k8s/replicas/`, applied instead of the
+//! single SQLite replica; not part of `documents()`): their objects parse
+//! like the others, and the Deployment is wired: two or more hardened
+//! replicas of the same verifier, the database URL and the mnemonic from
+//! Secrets, the replica id and namespace from the downward API, a
+//! PodDisruptionBudget, an autoscaler, topology spread, the leader Lease's
+//! Role, no ReadWriteOnce claim, and no secret inline.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{
-    ConfigMap, LimitRange, Namespace, PersistentVolumeClaim, PodSpec, ResourceQuota, Secret,
-    Service, ServiceAccount,
+    ConfigMap, EnvVar, LimitRange, Namespace, PersistentVolumeClaim, PodSpec, ResourceQuota,
+    Secret, SecretKeySelector, Service, ServiceAccount,
 };
 use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
@@ -105,11 +114,12 @@ impl Doc {
     }
 }
 
-/// The YAML files under `k8s/` and `wasm-plugins/`.
-fn manifest_files() -> Vec<PathBuf> {
+/// The YAML files directly under `dirs` (relative to the workspace root;
+/// subdirectories are not read, as `kubectl apply -f DIR` does not).
+fn manifest_files(dirs: &[&str]) -> Vec<PathBuf> {
     let root = tools::workspace_root();
     let mut files = Vec::new();
-    for dir in ["k8s", "wasm-plugins"] {
+    for dir in dirs {
         let dir = root.join(dir);
         for entry in std::fs::read_dir(&dir)
             .unwrap_or_else(|err| panic!("cannot list {}: {err}", dir.display()))
@@ -124,11 +134,25 @@ fn manifest_files() -> Vec<PathBuf> {
     files
 }
 
-/// Every non-empty document of every manifest file.
+/// Every non-empty document of every manifest file of `k8s/` and
+/// `wasm-plugins/`: what `kubectl apply -f k8s/` installs, with the
+/// single-replica verifier.
 fn documents() -> Vec<Doc> {
+    documents_in(&["k8s", "wasm-plugins"])
+}
+
+/// The replicated verifier on PostgreSQL (`k8s/replicas/`), applied instead
+/// of the single-replica Deployment: not in [`documents()`], whose checks
+/// are of the default installation.
+fn replica_documents() -> Vec<Doc> {
+    documents_in(&[REPLICAS_DIR])
+}
+
+/// Every non-empty document of every manifest file directly under `dirs`.
+fn documents_in(dirs: &[&str]) -> Vec<Doc> {
     let root = tools::workspace_root();
     let mut docs = Vec::new();
-    for path in manifest_files() {
+    for path in manifest_files(dirs) {
         let file = path
             .strip_prefix(&root)
             .unwrap_or(&path)
@@ -151,7 +175,7 @@ fn documents() -> Vec<Doc> {
             });
         }
     }
-    assert!(!docs.is_empty(), "no manifests found");
+    assert!(!docs.is_empty(), "no manifests found in {dirs:?}");
     docs
 }
 
@@ -602,17 +626,15 @@ fn check_istio_operator(doc: &Doc) {
 
 // ---------------------------------------------------------------------------
 
-#[test]
-fn every_manifest_parses_into_its_type() {
-    let docs = documents();
-    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
-    for doc in &docs {
-        assert!(
-            !doc.name().is_empty(),
-            "{}: metadata.name is required",
-            doc.at()
-        );
-        match (doc.api_version(), doc.kind()) {
+/// Parses `doc` into its k8s-openapi type (no unknown field), or checks it
+/// against its CRD; `docs` are the objects it may refer to.
+fn check_document(doc: &Doc, docs: &[Doc]) {
+    assert!(
+        !doc.name().is_empty(),
+        "{}: metadata.name is required",
+        doc.at()
+    );
+    match (doc.api_version(), doc.kind()) {
             ("v1", "Namespace") => drop(typed::<Namespace>(doc)),
             ("v1", "ConfigMap") => drop(typed::<ConfigMap>(doc)),
             ("v1", "Secret") => drop(typed::<Secret>(doc)),
@@ -625,6 +647,9 @@ fn every_manifest_parses_into_its_type() {
             ("apps/v1", "StatefulSet") => drop(typed::<StatefulSet>(doc)),
             ("apps/v1", "DaemonSet") => drop(typed::<DaemonSet>(doc)),
             ("policy/v1", "PodDisruptionBudget") => drop(typed::<PodDisruptionBudget>(doc)),
+            ("autoscaling/v2", "HorizontalPodAutoscaler") => {
+                drop(typed::<HorizontalPodAutoscaler>(doc))
+            }
             ("networking.k8s.io/v1", "Ingress") => drop(typed::<Ingress>(doc)),
             ("networking.k8s.io/v1", "NetworkPolicy") => drop(typed::<NetworkPolicy>(doc)),
             ("rbac.authorization.k8s.io/v1", "Role") => drop(typed::<Role>(doc)),
@@ -635,9 +660,9 @@ fn every_manifest_parses_into_its_type() {
             }
             ("extensions.istio.io/v1alpha1", "WasmPlugin") => check_wasm_plugin(doc),
             ("traefik.io/v1alpha1", "Middleware") => check_middleware(doc),
-            ("traefik.io/v1alpha1", "IngressRoute") => check_ingress_route(doc, &docs),
+            ("traefik.io/v1alpha1", "IngressRoute") => check_ingress_route(doc, docs),
             ("security.istio.io/v1" | "security.istio.io/v1beta1", "AuthorizationPolicy") => {
-                check_authorization_policy(doc, &docs)
+                check_authorization_policy(doc, docs)
             }
             ("networking.istio.io/v1alpha3", "EnvoyFilter") => check_envoy_filter(doc),
             ("install.istio.io/v1alpha1", "IstioOperator") => check_istio_operator(doc),
@@ -646,6 +671,15 @@ fn every_manifest_parses_into_its_type() {
                 doc.at()
             ),
         }
+}
+
+#[test]
+fn every_manifest_parses_into_its_type() {
+    let docs = documents();
+    let replicas = replica_documents();
+    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+    for doc in docs.iter().chain(&replicas) {
+        check_document(doc, &docs);
         *counts
             .entry(format!("{} {}", doc.api_version(), doc.kind()))
             .or_default() += 1;
@@ -672,6 +706,20 @@ fn every_manifest_parses_into_its_type() {
             "no {kind} in k8s/ or wasm-plugins/"
         );
     }
+    for kind in [
+        "Deployment",
+        "PodDisruptionBudget",
+        "HorizontalPodAutoscaler",
+        "Role",
+        "RoleBinding",
+        "Secret",
+        "NetworkPolicy",
+    ] {
+        assert!(
+            replicas.iter().any(|d| d.kind() == kind),
+            "no {kind} in {REPLICAS_DIR}/"
+        );
+    }
 }
 
 #[test]
@@ -684,7 +732,7 @@ fn every_namespaced_object_names_an_existing_namespace() {
         .map(Doc::name)
         .chain(["istio-system"])
         .collect();
-    for doc in &docs {
+    for doc in docs.iter().chain(&replica_documents()) {
         if cluster_scoped.contains(&doc.kind()) {
             continue;
         }
@@ -695,6 +743,92 @@ fn every_namespaced_object_names_an_existing_namespace() {
             doc.namespace()
         );
     }
+}
+
+/// The verifier's pod is hardened: not root, RuntimeDefault seccomp, a
+/// writable data volume by group (fsGroup) under a read-only root
+/// filesystem, no privilege, every capability dropped, CPU and memory
+/// requested and bounded, and probed on /readyz and /healthz. Shared by the
+/// single-replica Deployment and the replicas of `k8s/replicas/`.
+fn assert_verifier_pod_hardened(pod: &PodSpec, at: &str) {
+    let pod_security = pod.security_context.clone().unwrap_or_default();
+    assert_eq!(
+        pod_security.run_as_non_root,
+        Some(true),
+        "{at}: runAsNonRoot"
+    );
+    assert!(
+        pod_security.run_as_user.is_some_and(|uid| uid != 0),
+        "{at}: runAsUser names a non-root uid: {:?}",
+        pod_security.run_as_user
+    );
+    // The root filesystem is read-only: the data volume must be writable by
+    // the verifier's group.
+    assert!(
+        pod_security.fs_group.is_some_and(|gid| gid != 0),
+        "{at}: fsGroup makes the data volume writable: {:?}",
+        pod_security.fs_group
+    );
+    assert_eq!(
+        pod_security
+            .seccomp_profile
+            .as_ref()
+            .map(|p| p.type_.as_str()),
+        Some("RuntimeDefault"),
+        "{at}: seccompProfile"
+    );
+
+    assert_eq!(pod.containers.len(), 1, "{at}: one container");
+    let container = &pod.containers[0];
+    let security = container.security_context.clone().unwrap_or_default();
+    assert_ne!(security.run_as_non_root, Some(false), "{at}: runAsNonRoot");
+    assert_ne!(security.privileged, Some(true), "{at}: privileged");
+    assert_eq!(
+        security.read_only_root_filesystem,
+        Some(true),
+        "{at}: readOnlyRootFilesystem"
+    );
+    assert_eq!(
+        security.allow_privilege_escalation,
+        Some(false),
+        "{at}: allowPrivilegeEscalation"
+    );
+    assert!(
+        security
+            .capabilities
+            .and_then(|c| c.drop)
+            .is_some_and(|d| d.iter().any(|c| c == "ALL")),
+        "{at}: capabilities drop ALL"
+    );
+    let resources = container.resources.clone().unwrap_or_default();
+    for key in ["cpu", "memory"] {
+        assert!(
+            resources
+                .requests
+                .as_ref()
+                .is_some_and(|r| r.contains_key(key)),
+            "{at}: requests.{key}"
+        );
+        assert!(
+            resources
+                .limits
+                .as_ref()
+                .is_some_and(|r| r.contains_key(key)),
+            "{at}: limits.{key}"
+        );
+    }
+    let readiness = container
+        .readiness_probe
+        .clone()
+        .and_then(|p| p.http_get)
+        .unwrap_or_else(|| panic!("{at}: no readiness probe"));
+    assert_eq!(readiness.path.as_deref(), Some("/readyz"), "{at}");
+    let liveness = container
+        .liveness_probe
+        .clone()
+        .and_then(|p| p.http_get)
+        .unwrap_or_else(|| panic!("{at}: no liveness probe"));
+    assert_eq!(liveness.path.as_deref(), Some("/healthz"), "{at}");
 }
 
 #[test]
@@ -712,30 +846,7 @@ fn the_verifier_deployment_is_hardened_and_wired() {
         .unwrap_or_default();
     let pod = template.spec.unwrap_or_default();
 
-    let pod_security = pod.security_context.clone().unwrap_or_default();
-    assert_eq!(pod_security.run_as_non_root, Some(true), "runAsNonRoot");
-    assert!(
-        pod_security.run_as_user.is_some_and(|uid| uid != 0),
-        "runAsUser names a non-root uid: {:?}",
-        pod_security.run_as_user
-    );
-    // The root filesystem is read-only: the data volume must be writable by
-    // the verifier's group.
-    assert!(
-        pod_security.fs_group.is_some_and(|gid| gid != 0),
-        "fsGroup makes the data volume writable: {:?}",
-        pod_security.fs_group
-    );
-    assert_eq!(
-        pod_security
-            .seccomp_profile
-            .as_ref()
-            .map(|p| p.type_.as_str()),
-        Some("RuntimeDefault"),
-        "seccompProfile"
-    );
-
-    assert_eq!(pod.containers.len(), 1);
+    assert_verifier_pod_hardened(&pod, &doc.at());
     let container = &pod.containers[0];
     let args = container.args.clone().unwrap_or_default();
     assert_eq!(args.first().map(String::as_str), Some("serve"), "{args:?}");
@@ -750,56 +861,6 @@ fn the_verifier_deployment_is_hardened_and_wired() {
     let listen = arg("--listen");
     let data_dir = arg("--data-dir");
     assert!(listen.ends_with(":8080"), "--listen {listen}");
-
-    let security = container.security_context.clone().unwrap_or_default();
-    assert_ne!(security.run_as_non_root, Some(false), "runAsNonRoot");
-    assert_ne!(security.privileged, Some(true), "privileged");
-    assert_eq!(
-        security.read_only_root_filesystem,
-        Some(true),
-        "readOnlyRootFilesystem"
-    );
-    assert_eq!(
-        security.allow_privilege_escalation,
-        Some(false),
-        "allowPrivilegeEscalation"
-    );
-    assert!(
-        security
-            .capabilities
-            .and_then(|c| c.drop)
-            .is_some_and(|d| d.iter().any(|c| c == "ALL")),
-        "capabilities drop ALL"
-    );
-    let resources = container.resources.clone().unwrap_or_default();
-    for key in ["cpu", "memory"] {
-        assert!(
-            resources
-                .requests
-                .as_ref()
-                .is_some_and(|r| r.contains_key(key)),
-            "requests.{key}"
-        );
-        assert!(
-            resources
-                .limits
-                .as_ref()
-                .is_some_and(|r| r.contains_key(key)),
-            "limits.{key}"
-        );
-    }
-    let readiness = container
-        .readiness_probe
-        .clone()
-        .and_then(|p| p.http_get)
-        .unwrap_or_else(|| panic!("no readiness probe"));
-    assert_eq!(readiness.path.as_deref(), Some("/readyz"));
-    let liveness = container
-        .liveness_probe
-        .clone()
-        .and_then(|p| p.http_get)
-        .unwrap_or_else(|| panic!("no liveness probe"));
-    assert_eq!(liveness.path.as_deref(), Some("/healthz"));
 
     // The mounts: the config file comes from a ConfigMap that holds a valid
     // config; the data dir is a writable volume.
@@ -1916,15 +1977,16 @@ fn the_pass_key_comes_from_a_secret_and_never_sits_in_a_manifest() {
 
     // Nowhere a secret: no inline `secret` in any pass_keys (ConfigMaps,
     // pluginConfig, PAYGRESS_PASS_KEYS values), and no literal value for a
-    // variable that holds one.
+    // variable that holds one; the replicas of k8s/replicas/ included.
+    let everything: Vec<Doc> = docs.iter().cloned().chain(replica_documents()).collect();
     let mut all_named = Vec::new();
-    for doc in &docs {
+    for doc in &everything {
         pass_key_envs(&doc.value, &doc.at(), &mut all_named);
     }
     all_named.push(PASS_KEY_ENV.to_string());
     all_named.sort();
     all_named.dedup();
-    for doc in &docs {
+    for doc in &everything {
         let mut literal = Vec::new();
         literal_values(&doc.value, &all_named, &mut literal);
         assert!(
@@ -2876,5 +2938,651 @@ fn one_patch_turns_pod_provisioning_on() {
         names.sort();
         names.dedup();
         assert_eq!(names.len(), count, "{PROVISIONING_PATCH}: a variable twice");
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Replicas on one PostgreSQL store: `k8s/replicas/`, applied instead of the
+// single SQLite replica.
+
+/// The replicated verifier's manifests: a directory of their own, which
+/// `kubectl apply -f k8s/` (and [`documents()`]) do not read.
+const REPLICAS_DIR: &str = "k8s/replicas";
+/// The variable that selects PostgreSQL, and the Secret (and key) it comes
+/// from.
+const DATABASE_URL_ENV: &str = "PAYGRESS_DATABASE_URL";
+const DATABASE_SECRET: &str = "paygress-database";
+const DATABASE_SECRET_KEY: &str = "url";
+/// The wallet seed, one for every replica.
+const MNEMONIC_ENV: &str = "PAYGRESS_MNEMONIC";
+/// The leader-election Lease, in the verifier's namespace, and the calls the
+/// verifier makes on it.
+const LEADER_LEASE: &str = "paygress-verifier-leader";
+const LEADER_VERBS: [&str; 4] = ["create", "get", "patch", "update"];
+
+/// The variable `name` of a container's `env`.
+fn env_var<'a>(env: &'a [EnvVar], name: &str, at: &str) -> &'a EnvVar {
+    env.iter()
+        .find(|e| e.name == name)
+        .unwrap_or_else(|| panic!("{at}: {name} is not set"))
+}
+
+/// The Secret (and key) the variable `name` comes from; never a literal.
+fn from_secret(env: &[EnvVar], name: &str, at: &str) -> SecretKeySelector {
+    let var = env_var(env, name, at);
+    assert!(
+        var.value.is_none(),
+        "{at}: {name} has a literal value: it belongs in a Secret"
+    );
+    var.value_from
+        .as_ref()
+        .and_then(|v| v.secret_key_ref.clone())
+        .unwrap_or_else(|| panic!("{at}: {name} is not from a Secret (secretKeyRef)"))
+}
+
+/// The pod field (downward API) the variable `name` comes from.
+fn from_field(env: &[EnvVar], name: &str, at: &str) -> String {
+    let var = env_var(env, name, at);
+    assert!(var.value.is_none(), "{at}: {name} has a literal value");
+    var.value_from
+        .as_ref()
+        .and_then(|v| v.field_ref.as_ref())
+        .map(|f| f.field_path.clone())
+        .unwrap_or_else(|| panic!("{at}: {name} is not from the downward API (fieldRef)"))
+}
+
+/// The parts of `postgres://user:password@host:port/database?params` that
+/// the checks look at.
+#[derive(Debug)]
+struct PostgresUrl {
+    password: String,
+    port: u16,
+    params: BTreeMap<String, String>,
+}
+
+fn postgres_url(url: &str, at: &str) -> PostgresUrl {
+    let rest = url
+        .strip_prefix("postgres://")
+        .or_else(|| url.strip_prefix("postgresql://"))
+        .unwrap_or_else(|| panic!("{at}: {url:?} is not a postgres:// URL"));
+    let (rest, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let (authority, database) = rest
+        .split_once('/')
+        .unwrap_or_else(|| panic!("{at}: {url:?} names no database"));
+    let (user_info, host_port) = authority
+        .rsplit_once('@')
+        .unwrap_or_else(|| panic!("{at}: {url:?} names no user"));
+    let (user, password) = user_info.split_once(':').unwrap_or((user_info, ""));
+    let (host, port) = host_port.rsplit_once(':').unwrap_or((host_port, "5432"));
+    assert!(
+        !user.is_empty() && !host.is_empty() && !database.is_empty(),
+        "{at}: {url:?} lacks a user, a host or a database"
+    );
+    let port = port
+        .parse()
+        .unwrap_or_else(|err| panic!("{at}: {url:?}: port {port}: {err}"));
+    let params = query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (key, value) = p.split_once('=').unwrap_or((p, ""));
+            (key.to_string(), value.to_string())
+        })
+        .collect();
+    PostgresUrl {
+        password: password.to_string(),
+        port,
+        params,
+    }
+}
+
+/// The replicated verifier of `k8s/replicas/`: the Deployment
+/// `paygress-auth` (it replaces the single SQLite replica, under its name
+/// and pod labels, so the Service and the NetworkPolicy of the default
+/// installation reach it) runs at least two replicas, hardened as the single
+/// one, of the same image and arguments, on PostgreSQL:
+///
+/// - `PAYGRESS_DATABASE_URL` from the Secret `paygress-database` (key `url`),
+///   required; `PAYGRESS_MNEMONIC` from the single replica's Secret,
+///   required (one seed for all); `PAYGRESS_REPLICA_ID` from `metadata.name`
+///   and `PAYGRESS_LEADER_NAMESPACE` from `metadata.namespace` (downward
+///   API); leader election not off, the API token mounted for it, pod
+///   provisioning off and `POD_NAMESPACE` as in the single replica;
+/// - no ReadWriteOnce claim: the data dir is an emptyDir, no volume is a
+///   claim, no claim is shipped;
+/// - a PodDisruptionBudget selects the replicas and keeps at least one
+///   (fewer than the minimum, so a drain can evict);
+/// - a HorizontalPodAutoscaler (autoscaling/v2) scales the Deployment on
+///   CPU from at least two;
+/// - topology spread over zones (ScheduleAnyway) and nodes, counting the
+///   replicas;
+/// - the verifier's ServiceAccount is granted, in the pod's own namespace,
+///   exactly get, create, update and patch on the Lease
+///   `paygress-verifier-leader` (by name wherever RBAC can: `create` in a
+///   rule of its own), and nothing else;
+/// - a NetworkPolicy opens the database's port to the replicas (egress
+///   only);
+/// - the Secret template holds a placeholder, never a password, and no
+///   manifest gives the database URL or the mnemonic as a literal.
+#[test]
+fn the_postgres_replicas_share_one_store_and_elect_a_leader() {
+    let docs = documents();
+    let replicas = replica_documents();
+    for doc in &replicas {
+        assert_eq!(
+            doc.namespace(),
+            VERIFIER_NAMESPACE,
+            "{}: the verifier's namespace (nothing cluster-wide)",
+            doc.at()
+        );
+    }
+
+    // One workload: the Deployment paygress-auth, at least two replicas.
+    let workloads: Vec<&Doc> = replicas
+        .iter()
+        .filter(|d| matches!(d.kind(), "Deployment" | "StatefulSet" | "DaemonSet"))
+        .collect();
+    assert_eq!(
+        workloads.len(),
+        1,
+        "one workload in {REPLICAS_DIR}/: {:?}",
+        workloads.iter().map(|d| d.at()).collect::<Vec<_>>()
+    );
+    let doc = workloads[0];
+    let at = doc.at();
+    assert_eq!(doc.kind(), "Deployment", "{at}");
+    assert_eq!(
+        doc.name(),
+        "paygress-auth",
+        "{at}: it replaces the single-replica Deployment, under its name"
+    );
+    let text = std::fs::read_to_string(tools::workspace_root().join(&doc.file))
+        .unwrap_or_else(|err| panic!("{}: {err}", doc.file));
+    assert!(
+        text.contains(&format!("kubectl apply -f {}", doc.file)),
+        "{}: the header says how to apply it",
+        doc.file
+    );
+    let deployment: Deployment = typed(doc);
+    let spec = deployment.spec.clone().unwrap_or_default();
+    let count = spec.replicas.unwrap_or(1);
+    assert!(count >= 2, "{at}: replicas {count}: at least two");
+    assert_ne!(
+        spec.strategy.as_ref().and_then(|s| s.type_.as_deref()),
+        Some("Recreate"),
+        "{at}: the store is shared: a rollout keeps replicas serving"
+    );
+    let (pod_labels, _) = pods_of(&deployment);
+    assert!(
+        selects(&spec.selector, &pod_labels),
+        "{at}: the selector selects the pods"
+    );
+    let pod = spec.template.spec.clone().unwrap_or_default();
+    assert_verifier_pod_hardened(&pod, &at);
+    let container = &pod.containers[0];
+
+    // The same verifier as the single replica.
+    let single = verifier_deployment(&docs);
+    let (single_labels, _) = pods_of(&single);
+    assert_eq!(
+        pod_labels, single_labels,
+        "{at}: the single replica's pod labels (its Service and NetworkPolicy select them)"
+    );
+    let single_pod = single
+        .spec
+        .clone()
+        .unwrap_or_default()
+        .template
+        .spec
+        .unwrap_or_default();
+    let single_container = &single_pod.containers[0];
+    let single_env = single_container.env.clone().unwrap_or_default();
+    assert_eq!(
+        container.image, single_container.image,
+        "{at}: the single replica's image"
+    );
+    assert_eq!(
+        container.args, single_container.args,
+        "{at}: the single replica's arguments"
+    );
+    assert_eq!(
+        pod.service_account_name, single_pod.service_account_name,
+        "{at}: the single replica's ServiceAccount"
+    );
+    let env = container.env.clone().unwrap_or_default();
+    let mut names: Vec<&str> = env.iter().map(|e| e.name.as_str()).collect();
+    names.sort_unstable();
+    let all = names.len();
+    names.dedup();
+    assert_eq!(names.len(), all, "{at}: a variable twice");
+    for var in &single_env {
+        assert!(
+            names.contains(&var.name.as_str()),
+            "{at}: {} (set on the single replica) is not set",
+            var.name
+        );
+    }
+
+    // PostgreSQL, one seed, the pod's identity.
+    let url = from_secret(&env, DATABASE_URL_ENV, &at);
+    assert_eq!(
+        (url.name.as_str(), url.key.as_str()),
+        (DATABASE_SECRET, DATABASE_SECRET_KEY),
+        "{at}: {DATABASE_URL_ENV} comes from the Secret {DATABASE_SECRET}, key {DATABASE_SECRET_KEY}"
+    );
+    assert_ne!(
+        url.optional,
+        Some(true),
+        "{at}: {DATABASE_URL_ENV} is required: without it each replica opens a SQLite store \
+         of its own, in an emptyDir"
+    );
+    let mnemonic = from_secret(&env, MNEMONIC_ENV, &at);
+    assert_ne!(
+        mnemonic.optional,
+        Some(true),
+        "{at}: {MNEMONIC_ENV} is required on PostgreSQL (the verifier refuses to start without it)"
+    );
+    let single_mnemonic = from_secret(&single_env, MNEMONIC_ENV, "the single replica");
+    assert_eq!(
+        (&mnemonic.name, &mnemonic.key),
+        (&single_mnemonic.name, &single_mnemonic.key),
+        "{at}: {MNEMONIC_ENV} from the single replica's Secret"
+    );
+    assert_eq!(
+        from_field(&env, "PAYGRESS_REPLICA_ID", &at),
+        "metadata.name",
+        "{at}: PAYGRESS_REPLICA_ID is the pod's name"
+    );
+    assert_eq!(
+        env_var(&env, "POD_NAMESPACE", &at).value,
+        env_var(&single_env, "POD_NAMESPACE", &at).value,
+        "{at}: POD_NAMESPACE (the tenant namespace of lease pods) as the single replica's"
+    );
+    // The Lease's namespace, when given: the pod's own (the Role's).
+    if env.iter().any(|e| e.name == "PAYGRESS_LEADER_NAMESPACE") {
+        assert_eq!(
+            from_field(&env, "PAYGRESS_LEADER_NAMESPACE", &at),
+            "metadata.namespace",
+            "{at}: PAYGRESS_LEADER_NAMESPACE is the pod's namespace (the Role's)"
+        );
+    }
+    if let Some(lease) = env.iter().find(|e| e.name == "PAYGRESS_LEADER_LEASE") {
+        assert_eq!(
+            lease.value.as_deref(),
+            Some(LEADER_LEASE),
+            "{at}: PAYGRESS_LEADER_LEASE is the Lease the Role grants"
+        );
+    }
+    let election = env
+        .iter()
+        .find(|e| e.name == "PAYGRESS_LEADER_ELECTION")
+        .map(|e| {
+            e.value
+                .clone()
+                .unwrap_or_else(|| panic!("{at}: PAYGRESS_LEADER_ELECTION is not a literal"))
+        });
+    assert!(
+        matches!(election.as_deref(), None | Some("auto" | "kube")),
+        "{at}: PAYGRESS_LEADER_ELECTION {election:?}: the replicas elect a leader"
+    );
+    assert_eq!(
+        pod.automount_service_account_token,
+        Some(true),
+        "{at}: leader election needs the pod's API token"
+    );
+    assert_eq!(
+        env_var(&env, "ENABLE_POD_PROVISIONING", &at)
+            .value
+            .as_deref(),
+        Some("false"),
+        "{at}: pod provisioning off as shipped, as in the single replica"
+    );
+    let pass = from_secret(&env, PASS_KEY_ENV, &at);
+    assert_eq!(
+        (pass.name.as_str(), pass.key.as_str(), pass.optional),
+        (PASS_KEY_SECRET, PASS_KEY_SECRET_KEY, None),
+        "{at}: {PASS_KEY_ENV} as the single replica's"
+    );
+
+    // The config as the single replica's; no ReadWriteOnce claim.
+    let volumes = pod.volumes.clone().unwrap_or_default();
+    for volume in &volumes {
+        assert!(
+            volume.persistent_volume_claim.is_none() && volume.ephemeral.is_none(),
+            "{at}: volume {}: a claim ties a replica to a node",
+            volume.name
+        );
+        if let Some(config_map) = &volume.config_map {
+            assert!(
+                find_in(&docs, "ConfigMap", VERIFIER_NAMESPACE, &config_map.name).is_some(),
+                "{at}: no ConfigMap {}",
+                config_map.name
+            );
+        }
+    }
+    let args = container.args.clone().unwrap_or_default();
+    let data_dir = args
+        .iter()
+        .position(|a| a == "--data-dir")
+        .and_then(|i| args.get(i + 1))
+        .unwrap_or_else(|| panic!("{at}: no --data-dir: {args:?}"));
+    let data_mount = container
+        .volume_mounts
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|m| data_dir.starts_with(&m.mount_path))
+        .max_by_key(|m| m.mount_path.len())
+        .unwrap_or_else(|| panic!("{at}: nothing is mounted at {data_dir}"));
+    assert_ne!(
+        data_mount.read_only,
+        Some(true),
+        "{at}: the data dir is writable"
+    );
+    assert!(
+        volumes
+            .iter()
+            .any(|v| v.name == data_mount.name && v.empty_dir.is_some()),
+        "{at}: the data dir {data_dir} is an emptyDir (nothing precious on PostgreSQL)"
+    );
+    for claim in replicas
+        .iter()
+        .filter(|d| d.kind() == "PersistentVolumeClaim")
+    {
+        let modes = typed::<PersistentVolumeClaim>(claim)
+            .spec
+            .and_then(|s| s.access_modes)
+            .unwrap_or_default();
+        assert!(
+            !modes
+                .iter()
+                .any(|m| m == "ReadWriteOnce" || m == "ReadWriteOncePod"),
+            "{}: a ReadWriteOnce claim in the replicated variant",
+            claim.at()
+        );
+    }
+
+    // The autoscaler: the Deployment, on CPU, from at least two.
+    let autoscalers: Vec<(String, HorizontalPodAutoscaler)> = replicas
+        .iter()
+        .filter(|d| d.kind() == "HorizontalPodAutoscaler")
+        .map(|d| (d.at(), typed::<HorizontalPodAutoscaler>(d)))
+        .filter(|(_, h)| {
+            h.spec.as_ref().is_some_and(|s| {
+                s.scale_target_ref.kind == "Deployment" && s.scale_target_ref.name == doc.name()
+            })
+        })
+        .collect();
+    assert_eq!(
+        autoscalers.len(),
+        1,
+        "{at}: one HorizontalPodAutoscaler targets it"
+    );
+    let (hpa_at, hpa) = &autoscalers[0];
+    let hpa_spec = hpa.spec.clone().unwrap_or_default();
+    assert_eq!(
+        hpa_spec.scale_target_ref.api_version.as_deref(),
+        Some("apps/v1"),
+        "{hpa_at}"
+    );
+    let min = hpa_spec.min_replicas.unwrap_or(1);
+    let max = hpa_spec.max_replicas;
+    assert!(min >= 2, "{hpa_at}: minReplicas {min}: at least two");
+    assert!(max >= min, "{hpa_at}: maxReplicas {max} below {min}");
+    assert!(
+        (min..=max).contains(&count),
+        "{at}: replicas {count} outside the autoscaler's {min}..={max}"
+    );
+    assert!(
+        hpa_spec.metrics.unwrap_or_default().iter().any(|m| {
+            m.type_ == "Resource" && m.resource.as_ref().is_some_and(|r| r.name == "cpu")
+        }),
+        "{hpa_at}: scales on CPU"
+    );
+
+    // The disruption budget: selects the replicas, keeps one, lets a drain
+    // evict.
+    let budgets: Vec<(String, PodDisruptionBudget)> = replicas
+        .iter()
+        .filter(|d| d.kind() == "PodDisruptionBudget")
+        .map(|d| (d.at(), typed::<PodDisruptionBudget>(d)))
+        .filter(|(_, b)| {
+            b.spec
+                .as_ref()
+                .and_then(|s| s.selector.as_ref())
+                .is_some_and(|s| is_narrow(Some(s)) && selects(s, &pod_labels))
+        })
+        .collect();
+    assert_eq!(
+        budgets.len(),
+        1,
+        "{at}: one PodDisruptionBudget selects its pods"
+    );
+    let (pdb_at, pdb) = &budgets[0];
+    let min_available = match pdb.spec.as_ref().and_then(|s| s.min_available.clone()) {
+        Some(IntOrString::Int(n)) => n,
+        other => panic!("{pdb_at}: minAvailable {other:?}: a number of replicas"),
+    };
+    assert!(
+        (1..min).contains(&min_available),
+        "{pdb_at}: minAvailable {min_available}: at least one, and fewer than the {min} replicas \
+         (else no drain can evict one)"
+    );
+
+    // Spread over zones (as far as they go) and nodes.
+    let constraints = pod.topology_spread_constraints.clone().unwrap_or_default();
+    for key in ["topology.kubernetes.io/zone", "kubernetes.io/hostname"] {
+        let constraint = constraints
+            .iter()
+            .find(|c| c.topology_key == key)
+            .unwrap_or_else(|| panic!("{at}: no topologySpreadConstraint over {key}"));
+        assert!(constraint.max_skew >= 1, "{at}: {key}: maxSkew");
+        assert!(
+            constraint
+                .label_selector
+                .as_ref()
+                .is_some_and(|s| is_narrow(Some(s)) && selects(s, &pod_labels)),
+            "{at}: {key}: the constraint counts the replicas"
+        );
+        assert!(
+            matches!(
+                constraint.when_unsatisfiable.as_str(),
+                "ScheduleAnyway" | "DoNotSchedule"
+            ),
+            "{at}: {key}: whenUnsatisfiable {}",
+            constraint.when_unsatisfiable
+        );
+        if key == "topology.kubernetes.io/zone" {
+            assert_eq!(
+                constraint.when_unsatisfiable, "ScheduleAnyway",
+                "{at}: {key}: a single-zone cluster must still schedule the replicas"
+            );
+        }
+    }
+
+    // Leader election: the ServiceAccount's Role, on the Lease only.
+    let account = pod
+        .service_account_name
+        .clone()
+        .unwrap_or_else(|| panic!("{at}: no serviceAccountName"));
+    assert!(
+        find_in(&docs, "ServiceAccount", VERIFIER_NAMESPACE, &account).is_some(),
+        "no ServiceAccount {VERIFIER_NAMESPACE}/{account} (k8s/rbac.yaml)"
+    );
+    let mut granted: Vec<String> = Vec::new();
+    for binding_doc in replicas.iter().filter(|d| d.kind() == "RoleBinding") {
+        let binding: RoleBinding = typed(binding_doc);
+        assert_eq!(binding.role_ref.kind, "Role", "{}", binding_doc.at());
+        let subjects: Vec<(String, String, Option<String>)> = binding
+            .subjects
+            .unwrap_or_default()
+            .into_iter()
+            .map(|s| (s.kind, s.name, s.namespace))
+            .collect();
+        assert_eq!(
+            subjects,
+            [(
+                "ServiceAccount".to_string(),
+                account.clone(),
+                Some(VERIFIER_NAMESPACE.to_string())
+            )],
+            "{}: the verifier's ServiceAccount only",
+            binding_doc.at()
+        );
+        let role_doc = find_in(
+            &replicas,
+            "Role",
+            binding_doc.namespace(),
+            &binding.role_ref.name,
+        )
+        .unwrap_or_else(|| {
+            panic!(
+                "{}: no Role {} in {REPLICAS_DIR}/",
+                binding_doc.at(),
+                binding.role_ref.name
+            )
+        });
+        assert_eq!(
+            role_doc.namespace(),
+            doc.namespace(),
+            "{}: the leader Role is in the verifier's own namespace",
+            role_doc.at()
+        );
+        let role: Role = typed(role_doc);
+        for (i, rule) in role.rules.unwrap_or_default().into_iter().enumerate() {
+            let rule_at = format!("{} rule {i}", role_doc.at());
+            assert_eq!(
+                rule.api_groups.as_deref(),
+                Some(&["coordination.k8s.io".to_string()][..]),
+                "{rule_at}: coordination.k8s.io only"
+            );
+            assert_eq!(
+                rule.resources.as_deref(),
+                Some(&["leases".to_string()][..]),
+                "{rule_at}: leases only"
+            );
+            assert!(rule.non_resource_urls.is_none(), "{rule_at}");
+            let lease_names = rule.resource_names.clone().unwrap_or_default();
+            for verb in &rule.verbs {
+                assert!(
+                    LEADER_VERBS.contains(&verb.as_str()),
+                    "{rule_at}: {verb} beyond {LEADER_VERBS:?}"
+                );
+                if verb == "create" {
+                    assert!(
+                        lease_names.is_empty(),
+                        "{rule_at}: create cannot be limited by resourceNames (such a rule \
+                         never allows it): a rule of its own"
+                    );
+                } else {
+                    assert_eq!(
+                        lease_names,
+                        [LEADER_LEASE],
+                        "{rule_at}: {verb} on the Lease {LEADER_LEASE} only"
+                    );
+                }
+                granted.push(verb.clone());
+            }
+        }
+    }
+    granted.sort();
+    granted.dedup();
+    assert_eq!(
+        granted, LEADER_VERBS,
+        "the verifier's ServiceAccount: the Lease {LEADER_LEASE}, exactly"
+    );
+
+    // The database Secret: a template, its password a placeholder.
+    let secret_doc = find_in(&replicas, "Secret", VERIFIER_NAMESPACE, DATABASE_SECRET)
+        .unwrap_or_else(|| panic!("no Secret {DATABASE_SECRET} template in {REPLICAS_DIR}/"));
+    let secret: Secret = typed(secret_doc);
+    assert!(
+        secret.data.is_none(),
+        "{}: stringData only (a readable placeholder)",
+        secret_doc.at()
+    );
+    let string_data = secret.string_data.unwrap_or_default();
+    assert_eq!(
+        string_data.keys().collect::<Vec<_>>(),
+        [DATABASE_SECRET_KEY],
+        "{}",
+        secret_doc.at()
+    );
+    let template = postgres_url(&string_data[DATABASE_SECRET_KEY], &secret_doc.at());
+    assert!(
+        template.password.contains("REPLACE"),
+        "{}: the password is a placeholder, never a password: {:?}",
+        secret_doc.at(),
+        template.password
+    );
+    assert!(
+        template
+            .params
+            .get("sslmode")
+            .is_some_and(|m| matches!(m.as_str(), "require" | "verify-ca" | "verify-full")),
+        "{}: sslmode {:?}: the wallet's proofs cross the network encrypted",
+        secret_doc.at(),
+        template.params.get("sslmode")
+    );
+
+    // The replicas reach the database (egress only: who reaches them stays
+    // k8s/networkpolicy.yaml's).
+    let policies: Vec<(String, NetworkPolicy)> = network_policies(&replicas);
+    assert!(!policies.is_empty(), "no NetworkPolicy in {REPLICAS_DIR}/");
+    let mut database_port = false;
+    for (policy_at, policy) in policies {
+        let spec = policy.spec.unwrap_or_default();
+        assert!(
+            spec.pod_selector
+                .as_ref()
+                .is_some_and(|s| is_narrow(Some(s)) && selects(s, &pod_labels)),
+            "{policy_at}: selects the replicas"
+        );
+        assert_eq!(
+            spec.policy_types.unwrap_or_default(),
+            ["Egress"],
+            "{policy_at}: egress only"
+        );
+        for (i, rule) in spec.egress.unwrap_or_default().iter().enumerate() {
+            assert!(
+                rule.to.as_ref().is_some_and(|to| !to.is_empty()),
+                "{policy_at}: egress rule {i} reaches every destination"
+            );
+            let ports = rule.ports.clone().unwrap_or_default();
+            assert!(
+                !ports.is_empty(),
+                "{policy_at}: egress rule {i}: every port"
+            );
+            database_port |= ports
+                .iter()
+                .any(|p| p.port == Some(IntOrString::Int(i32::from(template.port))));
+        }
+    }
+    assert!(
+        database_port,
+        "{REPLICAS_DIR}/: no egress to the database's port {}",
+        template.port
+    );
+
+    // Nowhere the database URL or the mnemonic as a literal, nor a
+    // mnemonic in a Secret.
+    let sensitive = [DATABASE_URL_ENV.to_string(), MNEMONIC_ENV.to_string()];
+    for d in docs.iter().chain(&replicas) {
+        let mut literal = Vec::new();
+        literal_values(&d.value, &sensitive, &mut literal);
+        assert!(
+            literal.is_empty(),
+            "{}: a secret given as a literal value: {literal:?}",
+            d.at()
+        );
+        if d.kind() == "Secret" {
+            for field in ["data", "stringData"] {
+                assert!(
+                    d.value[field].get("mnemonic").is_none(),
+                    "{}: a mnemonic in a manifest",
+                    d.at()
+                );
+            }
+        }
     }
 }
