@@ -97,6 +97,13 @@ async fn run(cli: Cli) -> ExitCode {
                 } => {
                     wallet_cmd::restore(&dir.location(), &mint, &unit, replica_id.as_deref()).await
                 }
+                WalletCommand::Backup { dir, .. } if dir.location().is_shared() => {
+                    Err(anyhow::anyhow!(
+                        "wallet backup copies the SQLite stores of a data dir; a PostgreSQL store \
+                         is backed up with PostgreSQL's own tools (pg_dump, or continuous \
+                         archiving), see docs/replicas.md"
+                    ))
+                }
                 WalletCommand::Backup { dir, to } => {
                     backup_cmd::backup(&dir.data_dir, &to).map(|files| {
                         let files: Vec<String> =
