@@ -52,10 +52,19 @@ impl From<deadpool_postgres::PoolError> for PgError {
 
 /// A driver error with the server's message, when there is one.
 fn describe(e: &tokio_postgres::Error) -> String {
-    match e.as_db_error() {
-        Some(db) => format!("{}: {}", db.code().code(), db.message()),
-        None => e.to_string(),
+    if let Some(db) = e.as_db_error() {
+        return format!("{}: {}", db.code().code(), db.message());
     }
+    // The driver's own words are terse ("error connecting to server"): add
+    // the causes (connection refused, a TLS failure, ...).
+    let mut text = e.to_string();
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
 }
 
 /// Whether a URL names PostgreSQL (`postgres://` or `postgresql://`).
@@ -74,10 +83,10 @@ pub fn redact(url: &str) -> String {
         None => (rest, ""),
     };
     let host = match authority.rsplit_once('@') {
-        Some((userinfo, host)) => {
-            let user = userinfo.split(':').next().unwrap_or("");
-            format!("{user}:***@{host}")
-        }
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{user}:***@{host}"),
+            None => format!("{userinfo}@{host}"),
+        },
         None => authority.to_string(),
     };
     let path = tail.split('?').next().unwrap_or("");

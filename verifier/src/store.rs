@@ -133,7 +133,7 @@ pub async fn open(
             let replica = seed::replica_identity()?;
             let pool = postgres::pool(url, postgres::POOL_SIZE)?;
             postgres::check(&pool, url).await?;
-            postgres::check_seed(&pool, &seed).await?;
+            postgres::with_migration_lock(&pool, postgres::check_seed(&pool, &seed)).await?;
             let wallet = open_pg_wallet_store(&pool, url).await?;
             let ledger = Ledger::Postgres(PgLedger::open(pool.clone()).await?);
             Ok(Opened {
@@ -204,7 +204,7 @@ pub async fn open_for_command(
             let seed = seed::from_mnemonic(words)?;
             let pool = postgres::pool(url, 4)?;
             postgres::check(&pool, url).await?;
-            postgres::check_seed(&pool, &seed).await?;
+            postgres::with_migration_lock(&pool, postgres::check_seed(&pool, &seed)).await?;
             let store = open_pg_wallet_store(&pool, url).await?;
             Ok((store, seed, String::new(), Some(pool)))
         }

@@ -17,25 +17,28 @@ use paygress_tests::{TestMint, TestWallet};
 const MNEMONIC: &str = "abandon abandon abandon abandon abandon abandon abandon abandon abandon \
                         abandon abandon about";
 
-/// Starts `n` verifiers on the database `db_url`, settling every second.
+/// Starts `n` verifiers on the database `db_url`, settling every second,
+/// all at once (as a Deployment's pods do: they race to create the tables).
 async fn replicas(n: usize, mint: &str, db_url: &str) -> Vec<Verifier> {
-    let mut started = Vec::with_capacity(n);
-    for i in 0..n {
-        let id = format!("replica-{i}");
-        started.push(
-            Verifier::start_with_env(
-                &config(mint),
-                &[
-                    ("PAYGRESS_DATABASE_URL", db_url),
-                    ("PAYGRESS_MNEMONIC", MNEMONIC),
-                    ("PAYGRESS_REPLICA_ID", &id),
-                    ("PAYGRESS_RECOVERY_INTERVAL_SECS", "1"),
-                ],
-            )
-            .await,
-        );
-    }
-    started
+    let config = config(mint);
+    let envs: Vec<Vec<(&str, String)>> = (0..n)
+        .map(|i| {
+            vec![
+                ("PAYGRESS_DATABASE_URL", db_url.to_string()),
+                ("PAYGRESS_MNEMONIC", MNEMONIC.to_string()),
+                ("PAYGRESS_REPLICA_ID", format!("replica-{i}")),
+                ("PAYGRESS_RECOVERY_INTERVAL_SECS", "1".to_string()),
+            ]
+        })
+        .collect();
+    let envs: Vec<Vec<(&str, &str)>> = envs
+        .iter()
+        .map(|e| e.iter().map(|(k, v)| (*k, v.as_str())).collect())
+        .collect();
+    let starts = envs
+        .iter()
+        .map(|env| Verifier::start_with_env(&config, env));
+    futures::future::join_all(starts).await
 }
 
 /// `paygress wallet ARGS --database-url URL` with the mnemonic.
