@@ -149,7 +149,8 @@ impl Leadership {
 
     /// Waits until the campaign has ended after the shutdown token was
     /// cancelled: this replica no longer leads and has released the lease
-    /// (or given up releasing it, after a TTL). At once for `solo`. Await
+    /// (or given up trying, after three quarters of the TTL). At once for
+    /// `solo`; never, if the shutdown token is not cancelled. Await
     /// it before the process exits, so that a successor need not wait for
     /// the TTL.
     pub async fn stopped(mut self) {
@@ -301,7 +302,11 @@ impl Campaign {
                 _ = tokio::time::sleep_until(wake) => {}
             }
         }
-        self.set_leading(&channel, false, "shutting down");
+        if self.leading {
+            tracing::info!(lease = %self.name, identity = %self.identity, "leader election: shutting down; this replica no longer leads");
+        }
+        self.leading = false;
+        channel.send_replace(false);
         self.release().await;
     }
 
@@ -439,25 +444,20 @@ impl Campaign {
         }
     }
 
-    /// Clears the holder of the lease this replica last wrote (if nobody
-    /// wrote it since), so that a successor takes it at once; gives up
-    /// after the renew deadline.
+    /// Clears the holder of the lease this replica wrote, so that a
+    /// successor takes it at once: the version it last wrote, or (if that
+    /// is stale: a write of its own that was cut short by the shutdown may
+    /// have landed) the current one while it still names this replica.
+    /// Gives up after the renew deadline.
     async fn release(&mut self) {
-        let Some(mut lease) = self.ours.take() else {
+        let Some(ours) = self.ours.take() else {
             return;
         };
-        let spec = lease.spec.get_or_insert_with(LeaseSpec::default);
-        spec.holder_identity = None;
-        spec.acquire_time = None;
-        spec.renew_time = Some(MicroTime(Timestamp::now()));
-        spec.lease_duration_seconds = Some(1);
-        let params = PostParams::default();
-        let replace = self.api.replace(&self.name, &params, &lease);
-        match tokio::time::timeout(self.renew_deadline, replace).await {
-            Ok(Ok(_)) => {
+        match tokio::time::timeout(self.renew_deadline, self.clear(ours)).await {
+            Ok(Ok(true)) => {
                 tracing::info!(lease = %self.name, identity = %self.identity, "leader election: released the lease");
             }
-            Ok(Err(kube::Error::Api(status))) if status.code == 409 || status.code == 404 => {
+            Ok(Ok(false)) => {
                 tracing::info!(lease = %self.name, identity = %self.identity, "leader election: the lease is no longer this replica's; nothing to release");
             }
             Ok(Err(err)) => {
@@ -467,6 +467,40 @@ impl Campaign {
                 tracing::warn!(lease = %self.name, identity = %self.identity, "leader election: releasing the lease timed out; a successor waits for its TTL");
             }
         }
+    }
+
+    /// Replaces `ours` with a holderless lease; on a conflict, reads the
+    /// lease and does the same if it still names this replica. `false`:
+    /// it no longer does (or is gone).
+    async fn clear(&self, ours: Lease) -> Result<bool, kube::Error> {
+        let params = PostParams::default();
+        let mut lease = ours;
+        for _ in 0..2 {
+            let spec = lease.spec.get_or_insert_with(LeaseSpec::default);
+            spec.holder_identity = None;
+            spec.acquire_time = None;
+            spec.renew_time = Some(MicroTime(Timestamp::now()));
+            spec.lease_duration_seconds = Some(1);
+            match self.api.replace(&self.name, &params, &lease).await {
+                Ok(_) => return Ok(true),
+                Err(kube::Error::Api(status)) if status.code == 409 => {}
+                Err(kube::Error::Api(status)) if status.code == 404 => return Ok(false),
+                Err(err) => return Err(err),
+            }
+            match self.api.get_opt(&self.name).await? {
+                Some(current)
+                    if current
+                        .spec
+                        .as_ref()
+                        .and_then(|s| s.holder_identity.as_deref())
+                        == Some(self.identity.as_str()) =>
+                {
+                    lease = current;
+                }
+                _ => return Ok(false),
+            }
+        }
+        Ok(false)
     }
 }
 

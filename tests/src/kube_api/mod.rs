@@ -71,6 +71,14 @@
 //!   and every open connection (watches included), and
 //!   [`FakeApiServer::start_again`] listens on the same port with the same
 //!   objects.
+//! - A network partition of one client: a client made by
+//!   [`FakeApiServer::client_named`] names itself in every request (a
+//!   header), and [`FakeApiServer::partition`] cuts that client alone off:
+//!   its requests get no answer and do not reach the objects until
+//!   [`FakeApiServer::reconnect`] (or `heal`), when those still held arrive
+//!   late, as delayed packets do, and are acted on then (against the objects
+//!   as they are by then: a write based on an old resourceVersion is a
+//!   409), whether or not the client still waits for the answer.
 //!
 //! # What a real API server does that this does not
 //!
@@ -94,7 +102,7 @@
 
 mod store;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::convert::Infallible;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -102,7 +110,7 @@ use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Query, State};
-use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Pod, Service};
@@ -115,6 +123,10 @@ use tokio::task::JoinHandle;
 use self::store::{ApiError, Event, Fault, Filter, Kind, Store, LEASES, PODS, SERVICES};
 
 type Shared = Arc<Mutex<Store>>;
+
+/// The header in which a client made by [`FakeApiServer::client_named`]
+/// names itself.
+const CLIENT_HEADER: &str = "x-paygress-fake-client";
 
 fn lock(store: &Shared) -> MutexGuard<'_, Store> {
     store
@@ -178,6 +190,47 @@ impl FakeApiServer {
             .unwrap_or_else(|err| panic!("fake API server: cannot build a kube client: {err}"))
     }
 
+    /// A kube client of it that names itself `name` in every request (a
+    /// header), so that [`FakeApiServer::partition`] can cut it alone off;
+    /// its requests are logged with `from <name>`.
+    pub fn client_named(&self, name: &str) -> kube::Client {
+        let mut config = self.config();
+        let value = HeaderValue::from_str(name)
+            .unwrap_or_else(|err| panic!("fake API server: bad client name {name:?}: {err}"));
+        config
+            .headers
+            .push((HeaderName::from_static(CLIENT_HEADER), value));
+        kube::Client::try_from(config)
+            .unwrap_or_else(|err| panic!("fake API server: cannot build a kube client: {err}"))
+    }
+
+    /// Cuts the client `name` ([`FakeApiServer::client_named`]) off, as a
+    /// network partition between it and the server would: its later
+    /// requests get no answer and do not reach the objects (they are not
+    /// counted nor logged) until [`FakeApiServer::reconnect`] or
+    /// [`FakeApiServer::heal`]. Then those still held arrive, late, and are
+    /// acted on against the objects as they are by then, whether or not the
+    /// client still waits for the answer (unless the server was stopped in
+    /// between: then they are lost). Other clients go on as before.
+    pub fn partition(&self, name: &str) {
+        lock(&self.store).partitions.send_modify(|cut| {
+            cut.insert(name.to_string());
+        });
+    }
+
+    /// Ends the partition of the client `name`: its held requests arrive.
+    pub fn reconnect(&self, name: &str) {
+        lock(&self.store).partitions.send_modify(|cut| {
+            cut.remove(name);
+        });
+    }
+
+    /// How many requests of partitioned clients are held now (not yet
+    /// arrived).
+    pub fn held(&self) -> usize {
+        lock(&self.store).held
+    }
+
     /// Writes `dir/kubeconfig` (cluster `http://127.0.0.1:<port>`, no
     /// credentials, one context that is the current one, namespace
     /// `default`) and returns its path, for `KUBECONFIG=<path>`.
@@ -214,16 +267,18 @@ impl FakeApiServer {
         lock(&self.store).fail_creates = Some(Fault(ApiError::new(status, reason, message)));
     }
 
-    /// Ends both fault switches.
+    /// Ends both fault switches and every partition.
     pub fn heal(&self) {
         let mut store = lock(&self.store);
         store.fail_all = None;
         store.fail_creates = None;
+        store.partitions.send_modify(BTreeSet::clear);
     }
 
     /// Closes the listener and every open connection (watches end as if
     /// the server went away): a new connection is refused.
     pub async fn stop(&self) {
+        lock(&self.store).epoch += 1;
         let server = self
             .server
             .lock()
@@ -428,6 +483,51 @@ async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let client = headers
+        .get(CLIENT_HEADER)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    let held = {
+        let mut s = lock(&store);
+        if !client.is_empty() && s.partitions.borrow().contains(&client) {
+            s.held += 1;
+            Some((s.partitions.subscribe(), s.epoch))
+        } else {
+            None
+        }
+    };
+    let Some((mut partitions, epoch)) = held else {
+        return answer(store, method, uri, headers, body, client);
+    };
+    // Held until the partition ends, in a task of its own, so that it
+    // arrives then even if the client has given up (and its connection,
+    // with this handler, is gone).
+    let late = tokio::spawn(async move {
+        let _ = partitions.wait_for(|cut| !cut.contains(&client)).await;
+        let lost = {
+            let mut s = lock(&store);
+            s.held -= 1;
+            s.epoch != epoch
+        };
+        if lost {
+            return error_response(&ApiError::new(503, "ServiceUnavailable", "lost"));
+        }
+        answer(store, method, uri, headers, body, client)
+    });
+    late.await
+        .unwrap_or_else(|err| error_response(&ApiError::new(500, "InternalError", err.to_string())))
+}
+
+/// The answer to a request that has reached the server.
+fn answer(
+    store: Shared,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+    client: String,
+) -> Response {
     let header = |name| {
         headers
             .get(name)
@@ -462,7 +562,10 @@ async fn handle(
                 .entry((key.to_string(), resource.to_string()))
                 .or_default() += 1;
         }
-        let line = format!("{method} {uri} [{content_type}]");
+        let mut line = format!("{method} {uri} [{content_type}]");
+        if !client.is_empty() {
+            line.push_str(&format!(" from {client}"));
+        }
         s.log.push(line);
         if let Some(Fault(err)) = &s.fail_all {
             return error_response(err);

@@ -1,13 +1,13 @@
 //! The stand-in's objects, their history and the verbs, without HTTP: what
 //! the registry and etcd of a real API server do for the three kinds.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use serde_json::{json, Map, Value};
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 
 /// One kind the stand-in serves, with the flags its real registry has.
 #[derive(Debug)]
@@ -443,6 +443,12 @@ pub(crate) struct Store {
     pub counts: HashMap<(String, String), usize>,
     pub log: Vec<String>,
     services_made: u32,
+    /// The clients cut off ([`super::FakeApiServer::partition`]), by name.
+    pub partitions: watch::Sender<BTreeSet<String>>,
+    /// Requests of partitioned clients held now.
+    pub held: usize,
+    /// Bumped by every stop: a request held across one is lost.
+    pub epoch: u64,
 }
 
 fn meta<'a>(obj: &'a Value, field: &str) -> Option<&'a str> {
@@ -607,6 +613,9 @@ impl Store {
             counts: HashMap::new(),
             log: Vec::new(),
             services_made: 0,
+            partitions: watch::Sender::new(BTreeSet::new()),
+            held: 0,
+            epoch: 0,
         }
     }
 

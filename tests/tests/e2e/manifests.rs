@@ -2958,7 +2958,7 @@ const MNEMONIC_ENV: &str = "PAYGRESS_MNEMONIC";
 /// The leader-election Lease, in the verifier's namespace, and the calls the
 /// verifier makes on it.
 const LEADER_LEASE: &str = "paygress-verifier-leader";
-const LEADER_VERBS: [&str; 4] = ["create", "get", "patch", "update"];
+const LEADER_VERBS: [&str; 3] = ["create", "get", "update"];
 
 /// The variable `name` of a container's `env`.
 fn env_var<'a>(env: &'a [EnvVar], name: &str, at: &str) -> &'a EnvVar {
