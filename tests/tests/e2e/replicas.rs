@@ -349,3 +349,95 @@ async fn a_wiped_shared_store_is_restored_from_the_mnemonic() {
         describe(&other)
     );
 }
+
+/// Whether a verifier's metrics say it leads.
+async fn leads(v: &Verifier) -> bool {
+    v.metrics()
+        .await
+        .lines()
+        .any(|l| l.trim() == "paygress_replica_leader 1")
+}
+
+/// The holder of the leader Lease in the stand-in.
+fn holder(api: &paygress_tests::kube_api::FakeApiServer) -> Option<String> {
+    api.leases("default")
+        .into_iter()
+        .find(|l| l.metadata.name.as_deref() == Some("paygress-verifier-leader"))
+        .and_then(|l| l.spec)
+        .and_then(|s| s.holder_identity)
+        .filter(|h| !h.is_empty())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_replicas_elect_one_leader_and_hand_over_when_it_stops() {
+    let api = paygress_tests::kube_api::FakeApiServer::start().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let kubeconfig = api.kubeconfig(dir.path()).display().to_string();
+    let pg = Postgres::new().await;
+    let db = pg.fresh_database().await;
+    let mint = mint().await;
+    let config = config(&mint.url());
+    let mut vs = Vec::new();
+    for i in 0..2 {
+        let id = format!("replica-{i}");
+        vs.push(
+            Verifier::start_with_env(
+                &config,
+                &[
+                    ("PAYGRESS_DATABASE_URL", db.as_str()),
+                    ("PAYGRESS_MNEMONIC", MNEMONIC),
+                    ("PAYGRESS_REPLICA_ID", id.as_str()),
+                    ("PAYGRESS_LEADER_ELECTION", "kube"),
+                    ("PAYGRESS_LEADER_TTL_SECS", "3"),
+                    ("KUBECONFIG", kubeconfig.as_str()),
+                ],
+            )
+            .await,
+        );
+    }
+    // One leader, and it is the Lease's holder.
+    let mut leader = None;
+    for _ in 0..100 {
+        let states = [leads(&vs[0]).await, leads(&vs[1]).await];
+        assert!(!(states[0] && states[1]), "two leaders at once");
+        if let Some(i) = states.iter().position(|l| *l) {
+            leader = Some(i);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let leader = leader.expect("no replica came to lead");
+    assert_eq!(holder(&api), Some(format!("replica-{leader}")));
+    // It stays one leader.
+    for _ in 0..20 {
+        let states = [leads(&vs[0]).await, leads(&vs[1]).await];
+        assert_eq!(states.iter().filter(|l| **l).count(), 1, "{states:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The leader stops (SIGTERM): it releases the Lease and the other takes
+    // over without waiting for the TTL to run out.
+    let other = 1 - leader;
+    vs[leader].terminate();
+    let mut took_over = false;
+    for _ in 0..100 {
+        if leads(&vs[other]).await {
+            took_over = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(took_over, "no handover: {}", vs[other].log());
+    assert_eq!(holder(&api), Some(format!("replica-{other}")));
+    assert!(
+        vs[leader].log().contains("leadership") && vs[other].log().contains("leadership"),
+        "the replicas log their leadership"
+    );
+    // A new replica joins as a follower.
+    vs[leader].start_again().await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        !leads(&vs[leader]).await,
+        "the restarted replica took the lead from a live holder"
+    );
+    assert!(leads(&vs[other]).await);
+}
