@@ -23,13 +23,15 @@ for t in wasm32-wasip1 wasm32-unknown-unknown; do
   fi
 done
 
-# --- Debian packages (protoc for cdk-mintd, nginx, wrk, PostgreSQL, OpenSSL) -
+# --- Debian packages (protoc for cdk-mintd, nginx, wrk, PostgreSQL, OpenSSL, Prometheus)
 need_apt=()
 command -v protoc >/dev/null || need_apt+=(protobuf-compiler)
 [ -x /usr/sbin/nginx ] || command -v nginx >/dev/null || need_apt+=(nginx-light)
 command -v wrk >/dev/null || need_apt+=(wrk)
 command -v curl >/dev/null || need_apt+=(curl ca-certificates)
 command -v node >/dev/null || need_apt+=(nodejs)
+# Prometheus and promtool for the monitoring tests (tests/src/prometheus.rs).
+{ command -v prometheus && command -v promtool; } >/dev/null || need_apt+=(prometheus)
 python3 -c "import venv, ensurepip" 2>/dev/null || need_apt+=(python3 python3-venv)
 # The PostgreSQL server the tests start (tests/src/postgres.rs): Debian keeps
 # its binaries in /usr/lib/postgresql/<version>/bin; PAYGRESS_PG_BIN names another.

@@ -39,6 +39,7 @@ pub mod mint;
 pub mod ports;
 pub mod postgres;
 pub mod process;
+pub mod prometheus;
 mod proxy;
 pub mod render;
 pub mod tools;

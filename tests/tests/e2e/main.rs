@@ -14,6 +14,7 @@ mod ingress_traefik;
 mod kube_api;
 mod leader;
 mod manifests;
+mod monitoring;
 mod pods;
 mod postgres_harness;
 mod replicas;
