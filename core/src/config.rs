@@ -550,7 +550,28 @@ impl CompiledConfig {
         if amount == tier.amount {
             return Some(Cow::Borrowed(&tier.challenge));
         }
-        Challenge::new(amount, None, None, &self.unit, &self.mints).map(Cow::Owned)
+        Challenge::without_page(amount, None, None, &self.unit, &self.mints).map(Cow::Owned)
+    }
+
+    /// The browser's 402 page for `amount`: the tier's own, built with the
+    /// config, when the amount is its price; else (a caller's
+    /// `X-Required-Amount` raised it) built now, for the default terms.
+    /// `None` only when no payment request can carry the amount.
+    pub fn payment_page<'a>(&self, tier: &'a PriceTier, amount: u64) -> Option<Cow<'a, str>> {
+        if amount == tier.amount {
+            if let Some(html) = &tier.challenge.html {
+                return Some(Cow::Borrowed(html.as_str()));
+            }
+        }
+        let challenge = Challenge::without_page(amount, None, None, &self.unit, &self.mints)?;
+        Some(Cow::Owned(crate::browser::payment_page(
+            amount,
+            &self.unit,
+            &self.mints,
+            None,
+            None,
+            &challenge.payment_request,
+        )))
     }
 
     /// The most expensive price tier.

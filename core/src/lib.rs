@@ -5,6 +5,8 @@
 //!
 //! * [`config`] — the configuration schema, its validation and the compiled form.
 //! * [`challenge`] — the 402 answer of a price, encoded once per tier.
+//! * [`browser`] — `Accept` negotiation and the pages a browser gets: the
+//!   402 page (QR code, payment form) and the 400/503 pages, with their CSP.
 //! * [`pricing`] — path → [`pricing::Price`], by the tier table.
 //! * [`path`] — request-target readings used for pricing.
 //! * [`lease`] — lease terms, pass keys, and the arithmetic of buying time.
@@ -19,6 +21,7 @@
 //! * [`headers`] — header names, in one place.
 //! * [`hmac`] — HMAC-SHA256 (passes) and HMAC-SHA512 (replica seeds).
 
+pub mod browser;
 pub mod challenge;
 pub mod config;
 pub mod extract;

@@ -16,7 +16,9 @@
 //!    pass's grant headers, an expired pass or one of another tier is
 //!    answered with the tier's 402, any other pass 400 `pass_invalid`;
 //! 4. a paid path with neither is answered 402 with the tier's payment
-//!    request, precomputed at configure time;
+//!    request, precomputed at configure time (the JSON body, or for a
+//!    browser whose `Accept` prefers `text/html` the tier's page, also built
+//!    at configure time by core's [`browser`]);
 //! 5. a token is decoded and pre-checked (mint, unit, face value against the
 //!    price, no fee): a refusal is answered 400 here, without a callout;
 //! 6. otherwise the verifier is called (with the pass too, if one came, so
@@ -28,11 +30,16 @@
 //! 400/402 and a 503 `mint_unavailable` are relayed, anything else is a
 //! callout failure, which `failure_mode` turns into a 503
 //! `verifier_unavailable` (deny) or lets the request through unpaid (allow).
+//!
+//! Every 402, 400 and 503 is JSON, or a page for a browser: `Accept` is read
+//! only on the way to one of those answers (never on a free path or a
+//! grant), and they all carry `Vary: Accept`.
 
 use core::time::Duration;
 use std::borrow::Cow;
 
 use log::warn;
+use paygress_core::browser::{self, Format};
 use paygress_core::config::ConfigError;
 use paygress_core::extract::{self, FoundToken};
 use paygress_core::headers as h;
@@ -61,6 +68,7 @@ pub const APPLICATION_JSON: &str = "application/json";
 const CONTENT_TYPE: &str = "content-type";
 const RETRY_AFTER: &str = "retry-after";
 const X_REQUEST_ID: &str = "x-request-id";
+const ACCEPT: &str = "accept";
 
 /// A header list as the host hands it over: names (lower case in Envoy, but
 /// compared without regard to case here) and raw byte values, which need not
@@ -145,6 +153,9 @@ pub struct Pending {
     /// Whether the request came over `https` (a pass cookie is then
     /// `Secure`).
     pub secure: bool,
+    /// The request's `Accept` values, unread: negotiated only if the answer
+    /// is a refusal (JSON or a page).
+    pub accept: Vec<String>,
 }
 
 /// What to do with a request.
@@ -283,7 +294,7 @@ impl Plugin {
             Err(e) => {
                 let rejection = Rejection::new(ErrorCode::MalformedRequest, e.to_string());
                 return Verdict {
-                    decision: Decision::LocalReply(rejection_reply(&rejection)),
+                    decision: Decision::LocalReply(refusal_reply(&rejection, request.format())),
                     counters: &[Counter::Rejected],
                 };
             }
@@ -320,7 +331,9 @@ impl Plugin {
                     self.on_pass(asked, edits, credential_edits, now.now())
                 }
                 None => Verdict {
-                    decision: Decision::LocalReply(self.payment_required(tier.index)),
+                    decision: Decision::LocalReply(
+                        self.payment_required(tier.index, request.format()),
+                    ),
                     counters: &[Counter::Challenged],
                 },
             };
@@ -328,7 +341,7 @@ impl Plugin {
 
         if let Err(rejection) = self.precheck(&found, tier.amount) {
             return Verdict {
-                decision: Decision::LocalReply(rejection_reply(&rejection)),
+                decision: Decision::LocalReply(refusal_reply(&rejection, request.format())),
                 counters: &[Counter::Rejected],
             };
         }
@@ -345,6 +358,7 @@ impl Plugin {
                     tier_index: tier.index,
                     credential_edits,
                     secure: request.is_https(),
+                    accept: request.accept(),
                 },
             },
             counters: &[Counter::Callouts],
@@ -367,7 +381,8 @@ impl Plugin {
             target,
             tier,
         } = asked;
-        let challenge = || Decision::LocalReply(self.payment_required(tier.index));
+        let challenge =
+            || Decision::LocalReply(self.payment_required(tier.index, request.format()));
         match pass::verify(presented.pass, self.config.pass_keys(), now) {
             Ok(claims) if self.config.pass_opens(target, &claims.tier) => {
                 edits.extend(&credential_edits);
@@ -400,6 +415,7 @@ impl Plugin {
                             tier_index: tier.index,
                             credential_edits,
                             secure: presented.secure,
+                            accept: request.accept(),
                         },
                     },
                     counters: &[Counter::PassExpired, Counter::Callouts],
@@ -411,8 +427,10 @@ impl Plugin {
             },
             // Without keys every pass is unknown: refused alike.
             Err(e @ (PassError::Malformed | PassError::UnknownKey | PassError::BadSignature)) => {
-                let mut reply =
-                    rejection_reply(&Rejection::new(ErrorCode::PassInvalid, e.to_string()));
+                let mut reply = refusal_reply(
+                    &Rejection::new(ErrorCode::PassInvalid, e.to_string()),
+                    request.format(),
+                );
                 if presented.from_cookie {
                     // A browser would send it again until it expires.
                     let path = self.cookie_path(presented.pass, tier);
@@ -547,10 +565,13 @@ impl Plugin {
     pub fn on_callout_failure(&self, pending: &Pending) -> Verdict {
         match self.config.failure_mode {
             FailureMode::Deny => Verdict {
-                decision: Decision::LocalReply(rejection_reply(&Rejection::new(
-                    ErrorCode::VerifierUnavailable,
-                    "the payment verifier is unavailable",
-                ))),
+                decision: Decision::LocalReply(refusal_reply(
+                    &Rejection::new(
+                        ErrorCode::VerifierUnavailable,
+                        "the payment verifier is unavailable",
+                    ),
+                    pending.format(),
+                )),
                 counters: &[Counter::CalloutFailures],
             },
             FailureMode::Allow => Verdict {
@@ -615,21 +636,36 @@ impl Plugin {
         precheck::precheck(&token, &self.config, price, 0)
     }
 
-    /// The 402 answer of a tier.
-    fn payment_required(&self, tier_index: usize) -> LocalReply {
+    /// The 402 answer of a tier, in `format`: its JSON body, or its page
+    /// (both encoded once, with the config).
+    fn payment_required(&self, tier_index: usize, format: Format) -> LocalReply {
         let challenge = &self.config.tier(tier_index).challenge;
-        LocalReply {
-            status: PAYMENT_REQUIRED,
-            headers: vec![
-                (h::X_CASHU.into(), challenge.payment_request.clone()),
-                (CONTENT_TYPE.into(), APPLICATION_JSON.into()),
-            ],
-            body: challenge.body.clone(),
+        match (format, &challenge.html) {
+            (Format::Html, Some(page)) => {
+                let mut headers = vec![(h::X_CASHU.into(), challenge.payment_request.clone())];
+                headers.extend(html_headers());
+                LocalReply {
+                    status: PAYMENT_REQUIRED,
+                    headers,
+                    body: page.clone(),
+                }
+            }
+            _ => LocalReply {
+                status: PAYMENT_REQUIRED,
+                headers: vec![
+                    (h::X_CASHU.into(), challenge.payment_request.clone()),
+                    (CONTENT_TYPE.into(), APPLICATION_JSON.into()),
+                    (browser::VARY.into(), browser::VARY_ACCEPT.into()),
+                ],
+                body: challenge.body.clone(),
+            },
         }
     }
 
     /// Relays a verifier refusal: its status, its JSON body and its
-    /// `X-Cashu` (a 402 without one gets the tier's payment request).
+    /// `X-Cashu` (a 402 without one gets the tier's payment request). For a
+    /// browser, the same answer as a page: the tier's own 402 page, or the
+    /// refusal's code, words and refund in the error page.
     fn relay(
         &self,
         pending: &Pending,
@@ -637,10 +673,66 @@ impl Plugin {
         answer: &RequestView<'_>,
         response: &CalloutResponse<'_>,
     ) -> LocalReply {
-        let mut headers: Vec<(String, String)> =
-            vec![(CONTENT_TYPE.into(), APPLICATION_JSON.into())];
-        let challenge =
-            (status == PAYMENT_REQUIRED).then(|| self.payment_required(pending.tier_index));
+        let reply = self.relay_json(pending, status, answer, response);
+        match pending.format() {
+            Format::Json => reply,
+            Format::Html => self.relay_html(pending, reply),
+        }
+    }
+
+    /// A relayed refusal, made a page: a 402 whose payment request is the
+    /// tier's gets the tier's page; a 400 or 503 the error page of its
+    /// body's code, words and refund. Anything else stays JSON.
+    fn relay_html(&self, pending: &Pending, reply: LocalReply) -> LocalReply {
+        let creq = reply
+            .headers
+            .iter()
+            .find(|(n, _)| n == h::X_CASHU)
+            .map(|(_, v)| v.as_str());
+        if reply.status == PAYMENT_REQUIRED {
+            let tier = self.config.tier(pending.tier_index);
+            return if creq == Some(tier.challenge.payment_request.as_str()) {
+                let mut page = self.payment_required(pending.tier_index, Format::Html);
+                page.headers
+                    .extend(reply.headers.into_iter().filter(|(n, _)| n == RETRY_AFTER));
+                page
+            } else {
+                reply
+            };
+        }
+        let Some(refusal) = Refusal::parse(&reply.body) else {
+            return reply;
+        };
+        if refusal.code.status() != reply.status {
+            return reply;
+        }
+        let mut headers: Vec<(String, String)> = reply
+            .headers
+            .into_iter()
+            .filter(|(n, _)| n != CONTENT_TYPE && n != browser::VARY)
+            .collect();
+        headers.extend(html_headers());
+        LocalReply {
+            status: reply.status,
+            headers,
+            body: browser::error_page(refusal.code, &refusal.message, refusal.refund.as_deref()),
+        }
+    }
+
+    /// [`Plugin::relay`] for a JSON client.
+    fn relay_json(
+        &self,
+        pending: &Pending,
+        status: u16,
+        answer: &RequestView<'_>,
+        response: &CalloutResponse<'_>,
+    ) -> LocalReply {
+        let mut headers: Vec<(String, String)> = vec![
+            (CONTENT_TYPE.into(), APPLICATION_JSON.into()),
+            (browser::VARY.into(), browser::VARY_ACCEPT.into()),
+        ];
+        let challenge = (status == PAYMENT_REQUIRED)
+            .then(|| self.payment_required(pending.tier_index, Format::Json));
         match answer.first_utf8(h::X_CASHU) {
             Some(creq) => headers.push((h::X_CASHU.into(), creq.to_string())),
             None => {
@@ -733,6 +825,60 @@ pub fn rejection_reply(rejection: &Rejection) -> LocalReply {
     }
 }
 
+/// A refusal in `format`: the JSON of [`rejection_reply`], or core's error
+/// page; either with `Vary: Accept`, as the body depends on it.
+pub fn refusal_reply(rejection: &Rejection, format: Format) -> LocalReply {
+    match format {
+        Format::Json => {
+            let mut reply = rejection_reply(rejection);
+            reply
+                .headers
+                .push((browser::VARY.into(), browser::VARY_ACCEPT.into()));
+            reply
+        }
+        Format::Html => LocalReply {
+            status: rejection.status(),
+            headers: html_headers(),
+            body: browser::error_page(rejection.code, &rejection.message, None),
+        },
+    }
+}
+
+/// The headers of a page: `Content-Type`, the CSP, `Vary: Accept`.
+fn html_headers() -> Vec<(String, String)> {
+    browser::html_headers()
+        .into_iter()
+        .map(|(n, v)| (n.to_string(), v.to_string()))
+        .collect()
+}
+
+/// A JSON refusal body, read back: its code, words and refund.
+#[derive(Debug)]
+struct Refusal {
+    code: ErrorCode,
+    message: String,
+    refund: Option<String>,
+}
+
+impl Refusal {
+    fn parse(body: &str) -> Option<Refusal> {
+        let value: serde_json::Value = serde_json::from_str(body).ok()?;
+        let text = |key: &str| value.get(key).and_then(|v| v.as_str()).map(str::to_string);
+        Some(Refusal {
+            code: ErrorCode::parse(value.get("code")?.as_str()?)?,
+            message: text("error").unwrap_or_default(),
+            refund: text("refund"),
+        })
+    }
+}
+
+impl Pending {
+    /// The format of a refusal to this request.
+    fn format(&self) -> Format {
+        Format::negotiate(self.accept.iter().map(String::as_str))
+    }
+}
+
 /// Whether a client-sent header must be stripped: core's reserved names, and
 /// their spellings with `_` for `-` (`X_Payment_Verified`), which CGI/WSGI
 /// style upstreams read as the dashed name. (Envoy's
@@ -788,6 +934,24 @@ impl<'a> RequestView<'a> {
         self.all(name)
             .next()
             .and_then(|v| core::str::from_utf8(v).ok())
+    }
+
+    /// The format of a refusal (a 402, 400 or 503) to this request, by its
+    /// `Accept` (values that are not UTF-8 are skipped). Read only on the
+    /// way to such an answer.
+    fn format(&self) -> Format {
+        Format::negotiate(
+            self.all(ACCEPT)
+                .filter_map(|v| core::str::from_utf8(v).ok()),
+        )
+    }
+
+    /// The request's `Accept` values, kept for a refusal that the
+    /// verifier's answer may bring.
+    fn accept(&self) -> Vec<String> {
+        self.all(ACCEPT)
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+            .collect()
     }
 
     /// The first `Authorization` value that carries a Cashu token.

@@ -23,6 +23,12 @@
 //!   an `error_page` location turns it back into the real 402 or 400.
 //! * **Envoy ext_authz**: a grant names the token and pass headers in
 //!   `x-envoy-auth-headers-to-remove`, so neither goes upstream.
+//! * **Browsers** (every mode but NGINX's): a refusal (402, 400, 503) to a
+//!   request whose `Accept` prefers `text/html` is a page
+//!   ([`paygress_core::browser`]): the tier's 402 page, built with the
+//!   config, or the error page; with `Content-Security-Policy`. Every
+//!   refusal carries `Vary: Accept`. NGINX's mode stays JSON (its body
+//!   travels in a header).
 //! * **Every proxy**: a grant to a request that sent cookies answers with
 //!   `Cookie`: its cookies without the pass's, for the proxy to put on the
 //!   upstream request in place of the client's (ext_authz
@@ -36,6 +42,7 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
 use axum::response::Response;
+use paygress_core::browser::{self, Format};
 use paygress_core::extract::{self, FoundToken};
 use paygress_core::headers as h;
 use paygress_core::outcome::payment_required_body;
@@ -229,7 +236,23 @@ pub fn deadline_of(headers: &HeaderMap, default: Duration) -> Duration {
 /// The header that asks for the NGINX mode.
 pub const X_PAYGRESS_MODE: &str = "x-paygress-mode";
 
-/// The response to an `/auth` decision.
+/// The format of a refusal to an `/auth` request: a page when the
+/// request's `Accept` prefers `text/html` (the client's, which Traefik and
+/// ext_authz pass along), JSON otherwise and always in NGINX's mode. Read
+/// only for a refusal.
+pub fn refusal_format(headers: &HeaderMap, nginx: bool) -> Format {
+    if nginx {
+        return Format::Json;
+    }
+    Format::negotiate(
+        headers
+            .get_all(header::ACCEPT)
+            .iter()
+            .filter_map(|v| v.to_str().ok()),
+    )
+}
+
+/// The response to an `/auth` decision, JSON (as `/lease` answers too).
 pub fn decision_response(decision: &Decision, config: &CompiledConfig) -> Response {
     match decision {
         Decision::Allow(grant) => grant_response(grant),
@@ -435,15 +458,80 @@ fn upstream_cookie(response: &mut HeaderMap, request: &HeaderMap) -> Option<bool
     Some(true)
 }
 
-/// The `/auth` response for a decision, in NGINX mode when asked.
-pub fn respond(decision: &Decision, config: &CompiledConfig, nginx: bool) -> Response {
-    let response = decision_response(decision, config);
-    if nginx && response.status() != StatusCode::OK {
-        let body = decision_body(decision, config);
-        with_body_header(nginx_mode(response), &body)
-    } else {
-        response
+/// The `/auth` response for a decision, in NGINX mode when asked; a
+/// refusal in `format` ([`refusal_format`]), with `Vary: Accept` outside
+/// NGINX's mode.
+pub fn respond(
+    decision: &Decision,
+    config: &CompiledConfig,
+    nginx: bool,
+    format: Format,
+) -> Response {
+    if nginx {
+        let response = decision_response(decision, config);
+        return if response.status() != StatusCode::OK {
+            let body = decision_body(decision, config);
+            with_body_header(nginx_mode(response), &body)
+        } else {
+            response
+        };
     }
+    let mut response = match (format, decision) {
+        (Format::Html, Decision::PaymentRequired { .. } | Decision::Refuse(_)) => {
+            page_response(decision, config).unwrap_or_else(|| decision_response(decision, config))
+        }
+        _ => decision_response(decision, config),
+    };
+    if response.status() != StatusCode::OK {
+        response
+            .headers_mut()
+            .insert(header::VARY, HeaderValue::from_static(browser::VARY_ACCEPT));
+    }
+    response
+}
+
+/// A refusal as a page (`None` for a grant, or a 402 whose amount no
+/// payment request can carry): the tier's 402 page (built with the config;
+/// for a price a caller raised, built now), or the error page of the
+/// refusal's code, words and refund, with `Retry-After` as in JSON.
+fn page_response(decision: &Decision, config: &CompiledConfig) -> Option<Response> {
+    let (status, page, creq, retry_after) = match decision {
+        Decision::Allow(_) => return None,
+        Decision::PaymentRequired { amount, tier_index } => {
+            let tier = config.tier(*tier_index);
+            let challenge = config.challenge_for(tier, *amount)?;
+            let page = config.payment_page(tier, *amount)?.into_owned();
+            (
+                StatusCode::PAYMENT_REQUIRED,
+                page,
+                Some(challenge.payment_request.clone()),
+                None,
+            )
+        }
+        Decision::Refuse(err) => (
+            StatusCode::from_u16(err.status()).unwrap_or(StatusCode::BAD_REQUEST),
+            browser::error_page(err.code(), &err.client_message(), err.refund()),
+            None,
+            err.retry_after(),
+        ),
+    };
+    let mut r = Response::new(Body::from(page));
+    *r.status_mut() = status;
+    let headers = r.headers_mut();
+    for (name, value) in browser::html_headers() {
+        if let Ok(v) = HeaderValue::from_str(value) {
+            headers.insert(HeaderName::from_static(name), v);
+        }
+    }
+    if let Some(creq) = creq {
+        insert(headers, h::X_CASHU, &creq);
+    }
+    if let Some(seconds) = retry_after {
+        if let Ok(v) = HeaderValue::from_str(&seconds.to_string()) {
+            headers.insert(header::RETRY_AFTER, v);
+        }
+    }
+    Some(r)
 }
 
 #[cfg(test)]
@@ -661,12 +749,12 @@ mod tests {
             amount: 1000,
             tier_index: 0,
         };
-        let plain = respond(&d, &c, false);
+        let plain = respond(&d, &c, false, Format::Json);
         assert_eq!(plain.status(), StatusCode::PAYMENT_REQUIRED);
         let creq = plain.headers().get("x-cashu").unwrap().clone();
         assert!(creq.to_str().unwrap().starts_with("creqA"));
 
-        let wrapped = respond(&d, &c, true);
+        let wrapped = respond(&d, &c, true, Format::Html);
         assert_eq!(wrapped.status(), StatusCode::UNAUTHORIZED);
         assert_eq!(wrapped.headers()["x-paygress-status"], "402");
         assert_eq!(wrapped.headers()["x-cashu"], creq);
@@ -675,7 +763,7 @@ mod tests {
         assert_eq!(v["amount"], 1000);
 
         let refused = Decision::Refuse(AuthError::TokenInvalid("ünïcode".into()));
-        let wrapped = respond(&refused, &c, true);
+        let wrapped = respond(&refused, &c, true, Format::Json);
         assert_eq!(wrapped.headers()["x-paygress-status"], "400");
         let body = wrapped.headers()["x-paygress-body"].to_str().unwrap();
         let v: serde_json::Value = serde_json::from_str(body).unwrap();
@@ -683,7 +771,121 @@ mod tests {
         assert!(v["error"].as_str().unwrap().contains("ünïcode"));
 
         let ok = Decision::Allow(Grant::default());
-        assert_eq!(respond(&ok, &c, true).status(), StatusCode::OK);
+        assert_eq!(
+            respond(&ok, &c, true, Format::Json).status(),
+            StatusCode::OK
+        );
+    }
+
+    const BROWSER: &str = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8";
+
+    async fn body_text(response: Response) -> String {
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        String::from_utf8(bytes.to_vec()).unwrap()
+    }
+
+    #[test]
+    fn a_refusal_is_a_page_only_for_a_browser_outside_nginx_mode() {
+        for (accept, nginx, format) in [
+            (Some(BROWSER), false, Format::Html),
+            (Some(BROWSER), true, Format::Json),
+            (Some("*/*"), false, Format::Json),
+            (Some("application/json"), false, Format::Json),
+            (None, false, Format::Json),
+        ] {
+            let pairs: Vec<(&str, &str)> = accept.map(|a| ("accept", a)).into_iter().collect();
+            assert_eq!(
+                refusal_format(&headers(&pairs), nginx),
+                format,
+                "{accept:?} {nginx}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_browser_gets_the_tiers_page_and_curl_the_json() {
+        let c = CompiledConfig::from_json(
+            r#"{"mints":["http://127.0.0.1:3338"],
+                "tiers":[{"id":"premium","path_prefix":"/premium","amount":50}]}"#,
+        )
+        .unwrap();
+        let tier = c.tier_by_id("premium").unwrap();
+        let d = Decision::PaymentRequired {
+            amount: 50,
+            tier_index: tier.index,
+        };
+
+        let page = respond(&d, &c, false, Format::Html);
+        assert_eq!(page.status(), StatusCode::PAYMENT_REQUIRED);
+        let hd = page.headers().clone();
+        assert_eq!(hd[header::CONTENT_TYPE], browser::TEXT_HTML);
+        assert_eq!(hd[header::VARY], "Accept");
+        assert_eq!(
+            hd["content-security-policy"],
+            browser::content_security_policy()
+        );
+        assert_eq!(hd[h::X_CASHU], tier.challenge.payment_request.as_str());
+        let body = body_text(page).await;
+        assert_eq!(Some(&body), tier.challenge.html.as_ref());
+        assert!(body.contains(&tier.challenge.payment_request));
+        assert!(body.contains("<svg class=\"qr\""));
+
+        // JSON: the body and headers as before, with Vary.
+        let json = respond(&d, &c, false, Format::Json);
+        let hd = json.headers().clone();
+        assert_eq!(hd[header::CONTENT_TYPE], "application/json");
+        assert_eq!(hd[header::VARY], "Accept");
+        assert_eq!(hd[h::X_CASHU], tier.challenge.payment_request.as_str());
+        assert!(hd.get("content-security-policy").is_none());
+        assert_eq!(body_text(json).await, tier.challenge.body);
+
+        // A price a caller raised: its page, built for the asking.
+        let raised = Decision::PaymentRequired {
+            amount: 70,
+            tier_index: tier.index,
+        };
+        let page = respond(&raised, &c, false, Format::Html);
+        let creq = page.headers()[h::X_CASHU].to_str().unwrap().to_string();
+        assert_ne!(creq, tier.challenge.payment_request);
+        let body = body_text(page).await;
+        assert!(body.contains("<strong>70 sat</strong>"));
+        assert!(body.contains(&creq));
+
+        // A grant is never a page, and has no Vary.
+        let ok = respond(&Decision::Allow(Grant::default()), &c, false, Format::Html);
+        assert_eq!(ok.status(), StatusCode::OK);
+        assert!(ok.headers().get(header::VARY).is_none());
+    }
+
+    #[tokio::test]
+    async fn refusals_are_pages_with_their_words_refund_and_retry_after() {
+        let c = config();
+        let refused = Decision::Refuse(AuthError::ProvisioningFailed {
+            message: "<b>403</b>".into(),
+            refund: Some("cashuBrefund".into()),
+        });
+        let page = respond(&refused, &c, false, Format::Html);
+        assert_eq!(page.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(page.headers()[header::CONTENT_TYPE], browser::TEXT_HTML);
+        assert_eq!(page.headers()[header::VARY], "Accept");
+        let body = body_text(page).await;
+        assert!(body.contains("<code>provisioning_failed</code>"), "{body}");
+        assert!(body.contains("&lt;b&gt;403&lt;/b&gt;"), "{body}");
+        assert!(body.contains(">cashuBrefund</textarea>"), "{body}");
+
+        let busy = Decision::Refuse(AuthError::MintUnavailable("down".into()));
+        let page = respond(&busy, &c, false, Format::Html);
+        assert_eq!(page.headers()[header::RETRY_AFTER], "5");
+        assert!(body_text(page)
+            .await
+            .contains("<code>mint_unavailable</code>"));
+
+        // JSON: the body as before.
+        let json = respond(&refused, &c, false, Format::Json);
+        assert_eq!(json.headers()[header::VARY], "Accept");
+        assert_eq!(body_text(json).await, decision_body(&refused, &c));
     }
 
     #[test]

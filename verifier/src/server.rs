@@ -113,7 +113,12 @@ async fn auth_handler(
             ms = started.elapsed().as_millis() as u64, "auth"
         ),
     }
-    let mut response = ingress::respond(&decision, &state.settings.config, nginx);
+    // `Accept` is read only for a refusal: a page for a browser, else JSON.
+    let format = match decision {
+        Decision::Allow(_) => paygress_core::browser::Format::Json,
+        _ => ingress::refusal_format(&headers, nginx),
+    };
+    let mut response = ingress::respond(&decision, &state.settings.config, nginx, format);
     if matches!(decision, Decision::Allow(_)) {
         ingress::keep_credentials_from_upstream(
             response.headers_mut(),

@@ -699,3 +699,6 @@ proptest! {
 
 // Leases' passes: their carriers, their checks, and the pass handed back.
 mod passes;
+
+// A browser's pages.
+mod browser;

@@ -5,6 +5,7 @@
 //! the stack, the proxies, the contract table and the spelling catalogue
 //! (`contract`), Envoy with the filter (`envoy`), the verifier (`verifier`).
 
+mod browser_page;
 mod envoy_configs;
 mod filter_envoy;
 mod harness;
