@@ -55,6 +55,7 @@ async fn mint_loop(
         backoff = (backoff * 2).min(Duration::from_secs(10));
     }
     state.metrics.mint_ready(&mint.url, true);
+    state.metrics.mint_answered(&mint.url);
     tracing::info!(mint = %mint.url, "mint ready");
     let mut interval = tokio::time::interval(state.settings.recovery_interval);
     interval.tick().await;
@@ -67,11 +68,23 @@ async fn mint_loop(
         } else {
             count(&state).await;
         }
+        match mint.balance().await {
+            Ok(amount) => state
+                .metrics
+                .set_balance(&mint.url, &state.settings.config.unit, amount),
+            Err(e) => {
+                tracing::warn!(mint = %mint.url, error = %e, "cannot read the wallet's balance")
+            }
+        }
         tokio::select! {
             _ = interval.tick() => {
-                if let Ok(Err(e)) = tokio::time::timeout(timeout, mint.load_metadata()).await {
-                    tracing::warn!(mint = %mint.url, error = %e, "cannot refresh the mint's keysets");
-                    state.metrics.mint_error(&mint.url, "unreachable");
+                match tokio::time::timeout(timeout, mint.load_metadata()).await {
+                    Ok(Ok(())) => state.metrics.mint_answered(&mint.url),
+                    Ok(Err(e)) => {
+                        tracing::warn!(mint = %mint.url, error = %e, "cannot refresh the mint's keysets");
+                        state.metrics.mint_error(&mint.url, "unreachable");
+                    }
+                    Err(_) => state.metrics.mint_error(&mint.url, "timeout"),
                 }
             }
             changed = leading.changed() => {

@@ -26,6 +26,11 @@
 //!   (`sqlite` or `postgres`), always 1;
 //! * `paygress_replica_leader` — 1 while this replica does the work one
 //!   replica does (settlement, pruning, the pod reaper), else 0;
+//! * `paygress_mint_up{mint}` — 1 when the mint's last contact (a keyset
+//!   refresh, a swap) succeeded, 0 when it failed to answer: unlike
+//!   `paygress_mint_ready` it goes back to 0 during an outage;
+//! * `paygress_wallet_balance{mint,unit}` — the wallet's unspent balance per
+//!   mint, as of the last background pass (every recovery interval);
 //! * `paygress_redemptions_in_flight`, `paygress_mint_ready{mint}`.
 
 use std::collections::BTreeMap;
@@ -52,6 +57,8 @@ struct Inner {
     received: BTreeMap<(String, String, String), u64>,
     mint_errors: BTreeMap<(String, String), u64>,
     mint_ready: BTreeMap<String, bool>,
+    mint_up: BTreeMap<String, bool>,
+    balances: BTreeMap<(String, String), u64>,
     latency: Histogram,
     refunds: u64,
     unclaimed: u64,
@@ -126,12 +133,31 @@ impl Metrics {
         });
     }
 
-    /// Counts one failure talking to a mint.
+    /// Counts one failure talking to a mint; one that did not answer
+    /// (`unreachable`, `timeout`) marks it down.
     pub fn mint_error(&self, mint: &str, kind: &str) {
         self.with(|i| {
             *i.mint_errors
                 .entry((mint.to_string(), kind.to_string()))
-                .or_default() += 1
+                .or_default() += 1;
+            if matches!(kind, "unreachable" | "timeout") {
+                i.mint_up.insert(mint.to_string(), false);
+            }
+        });
+    }
+
+    /// Records that a mint answered (a keyset refresh, a swap).
+    pub fn mint_answered(&self, mint: &str) {
+        self.with(|i| {
+            i.mint_up.insert(mint.to_string(), true);
+        });
+    }
+
+    /// The wallet's unspent balance at a mint, in a unit.
+    pub fn set_balance(&self, mint: &str, unit: &str, amount: u64) {
+        self.with(|i| {
+            i.balances
+                .insert((mint.to_string(), unit.to_string()), amount);
         });
     }
 
@@ -261,6 +287,34 @@ impl Metrics {
                     "paygress_mint_ready{{mint=\"{}\"}} {}",
                     escape(mint),
                     u8::from(*ready)
+                );
+            }
+            header(
+                &mut out,
+                "paygress_mint_up",
+                "gauge",
+                "1 when the mint's last contact (keyset refresh, swap) succeeded, 0 when it did not answer.",
+            );
+            for (mint, up) in &i.mint_up {
+                let _ = writeln!(
+                    out,
+                    "paygress_mint_up{{mint=\"{}\"}} {}",
+                    escape(mint),
+                    u8::from(*up)
+                );
+            }
+            header(
+                &mut out,
+                "paygress_wallet_balance",
+                "gauge",
+                "The wallet's unspent balance per mint and unit, as of the last background pass.",
+            );
+            for ((mint, unit), amount) in &i.balances {
+                let _ = writeln!(
+                    out,
+                    "paygress_wallet_balance{{mint=\"{}\",unit=\"{}\"}} {amount}",
+                    escape(mint),
+                    escape(unit)
                 );
             }
             header(
@@ -395,5 +449,16 @@ mod tests {
             text.contains("paygress_mint_errors_total{mint=\"http://m:1\",kind=\"unreachable\"} 1")
         );
         assert!(text.contains("paygress_redemptions_in_flight 0"));
+        // An outage marks the mint down (ready stays: it answered once);
+        // the next answer marks it up again.
+        assert!(text.contains("paygress_mint_up{mint=\"http://m:1\"} 0"));
+        assert!(text.contains("paygress_mint_ready{mint=\"http://m:1\"} 1"));
+        m.mint_answered("http://m:1");
+        m.mint_error("http://m:1", "refused");
+        m.set_balance("http://m:1", "sat", 1234);
+        let text = m.render();
+        assert!(text.contains("paygress_mint_up{mint=\"http://m:1\"} 1"));
+        assert!(text.contains("paygress_wallet_balance{mint=\"http://m:1\",unit=\"sat\"} 1234"));
+        assert!(text.contains("paygress_replica_leader 0"));
     }
 }

@@ -278,6 +278,7 @@ impl Redeemer {
                 let refusal = classify_receive_error(&err);
                 match &refusal {
                     AuthError::AlreadySpent => {
+                        self.metrics.mint_answered(mint.url());
                         self.spent.insert(token);
                         if let Err(e) = mint.discard_refused_receive(&ys).await {
                             tracing::warn!(mint = %mint.url(), error = %e, "cannot discard a refused redemption; settlement will");
@@ -326,6 +327,7 @@ impl Redeemer {
             return Err(store_error(e));
         }
         self.metrics.redemption(took);
+        self.metrics.mint_answered(mint.url());
         tracing::info!(
             mint = %mint.url(),
             token = %ids::log_id(token),

@@ -349,6 +349,24 @@ impl MintWallet {
         self.gate.lock().await
     }
 
+    /// The wallet's unspent balance at this mint, in its unit.
+    pub async fn balance(&self) -> Result<u64, cdk::Error> {
+        let proofs = self
+            .wallet
+            .localstore
+            .get_proofs(
+                Some(self.wallet.mint_url.clone()),
+                Some(self.wallet.unit.clone()),
+                Some(vec![State::Unspent]),
+                None,
+            )
+            .await
+            .map_err(cdk::Error::Database)?;
+        Ok(proofs
+            .iter()
+            .fold(0u64, |sum, p| sum.saturating_add(u64::from(p.proof.amount))))
+    }
+
     /// Whether any of these proofs sits in the wallet as pending: an earlier
     /// redemption of them did not finish (the mint was unreachable, say).
     pub async fn has_pending(&self, ys: &[PublicKey]) -> Result<bool, cdk::Error> {
