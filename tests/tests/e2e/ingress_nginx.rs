@@ -25,7 +25,7 @@ use paygress_tests::{free_port, tools};
 use serde_yaml::Value as Yaml;
 
 /// Starts NGINX on `conf` (a complete nginx.conf) from a fresh prefix dir.
-async fn start_nginx(name: &str, port: u16, conf: &str) -> Proxy {
+pub(crate) async fn start_nginx(name: &str, port: u16, conf: &str) -> Proxy {
     let dir = proxy_dir(name);
     write_in(dir.path(), "nginx.conf", conf);
     // `nginx -t` first: a broken config fails here with NGINX's own message.
@@ -96,7 +96,7 @@ fn annotation<'a>(ingress: &'a Yaml, key: &str) -> &'a str {
 /// `k8s/nginx-ingress-paygress.yaml`, pointed at the test's verifier and
 /// upstream. The directives around the snippets follow the controller's
 /// `nginx.tmpl`; only what matters to the auth flow is kept.
-fn ingress_nginx_config(port: u16, stack: &Stack) -> String {
+pub(crate) fn ingress_nginx_config(port: u16, stack: &Stack) -> String {
     let docs = manifest_documents();
     let paid = find(&docs, "Ingress", "my-app-paid");
 

@@ -17,6 +17,7 @@ mod leader;
 mod manifests;
 mod monitoring;
 mod pods;
+mod rate_limits;
 mod postgres_harness;
 mod replicas;
 mod verifier_auth;

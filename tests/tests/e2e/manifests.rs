@@ -431,6 +431,22 @@ fn check_middleware(doc: &Doc) {
                 );
             }
         }
+    } else if let Some(rate) = spec.get("rateLimit") {
+        // A rate limit (docs/rate-limits.md): a sustained rate, a burst no
+        // smaller, per client address or for all clients of a Host.
+        let average = rate["average"].as_u64().unwrap_or(0);
+        let burst = rate["burst"].as_u64().unwrap_or(0);
+        assert!(
+            average > 0 && burst >= average,
+            "{}: rateLimit average {average}, burst {burst}",
+            doc.at()
+        );
+        let source = &rate["sourceCriterion"];
+        assert!(
+            source["ipStrategy"].is_object() || source["requestHost"] == Value::Bool(true),
+            "{}: a rateLimit keys on the client's address (ipStrategy) or the Host",
+            doc.at()
+        );
     } else {
         panic!("{}: unexpected Middleware type {:?}", doc.at(), spec.keys());
     }
@@ -479,9 +495,16 @@ fn check_ingress_route(doc: &Doc, docs: &[Doc]) {
             .as_array()
             .map(|m| m.iter().filter_map(|x| x["name"].as_str()).collect())
             .unwrap_or_default();
+        // Only rate limits come before the verifier is asked, and every
+        // route has them (docs/rate-limits.md).
+        let auth_at = names.iter().position(|n| *n == "paygress-auth");
+        let rate_limited = |name: &str| {
+            find_in(docs, "Middleware", doc.namespace(), name)
+                .is_some_and(|m| m.value["spec"]["rateLimit"].is_object())
+        };
         assert!(
-            names.first() == Some(&"paygress-auth"),
-            "{}: paygress-auth must come first",
+            auth_at.is_some_and(|at| at > 0 && names[..at].iter().all(|n| rate_limited(n))),
+            "{}: a route runs its rate limits, then paygress-auth, before anything else: {names:?}",
             doc.at()
         );
         assert!(
