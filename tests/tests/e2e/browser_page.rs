@@ -246,7 +246,6 @@ async fn ext_authz_passes_the_page_through() {
             ("UPSTREAM_PORT", stack.upstream.port().to_string()),
         ],
     );
-    let config = with_browser_headers(&config);
     let path = write_in(dir.path(), "envoy.yaml", &config);
     let mut command = Command::new(tools::envoy());
     command
@@ -271,34 +270,4 @@ async fn ext_authz_passes_the_page_through() {
         Some("premium"),
         "ext_authz 402, curl",
     );
-}
-
-/// The committed ext_authz config with `accept` among the headers sent to
-/// the verifier and `content-security-policy` and `vary` among those let
-/// back to the client on a refusal (docs/browser.md). Panics when the
-/// config no longer has the lists this edits.
-fn with_browser_headers(config: &str) -> String {
-    let client = "                              - exact: cache-control\n";
-    let to_verifier = "                          - exact: x-forwarded-proto\n";
-    assert!(
-        config.contains(client) && config.contains(to_verifier),
-        "envoy/envoy-ext-authz.yaml changed its header lists"
-    );
-    let mut config = config.replacen(
-        client,
-        &format!(
-            "{client}                              - exact: content-security-policy\n\
-             {pad}- exact: vary\n",
-            pad = " ".repeat(30)
-        ),
-        1,
-    );
-    if !config.contains("- exact: accept\n") {
-        config = config.replacen(
-            to_verifier,
-            &format!("{to_verifier}                          - exact: accept\n"),
-            1,
-        );
-    }
-    config
 }
