@@ -22,14 +22,17 @@
 //! verifier's `/metrics` and the real Envoy's `/stats/prometheus` (the
 //! filter's counters) while real traffic goes through Envoy with the
 //! filter: a 402, paid requests with real tokens, a refused replay, a lease
-//! and its pass, a lease with a pod (on the Kubernetes API stand-in). Every
-//! dashboard query then has data, and no alert is pending or firing. The
+//! and its pass, a lease with a pod (on the Kubernetes API stand-in). The
+//! verifier runs its background pass (keyset refresh, balance) every
+//! second. The wallet balance panel then shows what the payments brought,
+//! every dashboard query has data, and no alert is pending or firing. The
 //! rules are loaded as shipped except for `for:`, shortened to 2 s in the
 //! copy Prometheus loads (every expression, window and threshold as
-//! shipped). Then the mint is stopped: PaygressMintUnreachable goes pending,
-//! then firing; the verifier is stopped: PaygressVerifierDown and, after
-//! paid requests the filter cannot call out for, PaygressCalloutFailures
-//! fire.
+//! shipped). Then the mint is stopped: the keyset refresh takes
+//! `paygress_mint_up` to 0 and PaygressMintUnreachable goes pending, then
+//! firing, for that mint and verifier; the verifier is stopped:
+//! PaygressVerifierDown and, after paid requests the filter cannot call out
+//! for, PaygressCalloutFailures fire.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -726,6 +729,8 @@ fn the_monitors_select_the_verifier_service_and_the_gateway_running_the_filter()
 const BOX: u64 = 8;
 /// `for:` in the copy of the rules that the live Prometheus loads.
 const SHORT_FOR: &str = "2s";
+/// The dashboard's panel of the wallet balance.
+const BALANCE_PANEL: &str = "Wallet balance by mint";
 /// How long a live alert may take to show.
 const ALERT_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -879,9 +884,10 @@ async fn prometheus_shows_every_panel_and_fires_the_outage_alerts_on_real_traffi
     let mut verifier = Verifier::start_with_env(
         &config,
         &[
-            // The keyset refresh (and settlement) every second: a stopped
-            // mint shows in paygress_mint_errors_total within seconds, as
-            // it does within a minute with the default.
+            // The background pass every second: the keyset refresh takes
+            // paygress_mint_up to 0 within seconds of the mint stopping (as
+            // it does within a minute with the default), and
+            // paygress_wallet_balance follows the payments as closely.
             ("PAYGRESS_RECOVERY_INTERVAL_SECS", "1"),
             ("ENABLE_POD_PROVISIONING", "true"),
             ("POD_NAMESPACE", "tenants"),
@@ -991,9 +997,42 @@ async fn prometheus_shows_every_panel_and_fires_the_outage_alerts_on_real_traffi
         ("sum(paygress_pass_accepted_total)", 1.0),
         ("sum(paygress_granted_total)", 4.0),
         ("sum(paygress_verifier_refused_total)", 1.0),
+        ("min(paygress_mint_up)", 1.0),
     ] {
         wait_value(&prometheus, expr, min).await;
     }
+
+    // The wallet balance panel: the mint's balance is what the payments
+    // brought (net of fees, as the amount received counts it).
+    let (_, _, balance_expr) = dashboard_queries(&dashboard())
+        .into_iter()
+        .find(|(title, _, _)| title == BALANCE_PANEL)
+        .unwrap_or_else(|| panic!("{DASHBOARD}: no panel {BALANCE_PANEL:?}"));
+    let balance_expr = substitute(&balance_expr);
+    let received_expr = format!("sum(paygress_received_amount_total{{mint=\"{mint_url}\"}})");
+    let paid_in = 2 * PREMIUM + COMPUTE + BOX;
+    prometheus
+        .wait_for(
+            &format!("{BALANCE_PANEL}: {balance_expr} = {received_expr}"),
+            Duration::from_secs(30),
+            || async {
+                let received = prometheus
+                    .query(&received_expr)
+                    .await
+                    .first()
+                    .map(sample_value);
+                let balances = prometheus.query(&balance_expr).await;
+                let balance = balances
+                    .iter()
+                    .find(|s| s["metric"]["mint"] == mint_url.as_str())
+                    .map(sample_value);
+                match (balance, received) {
+                    (Some(b), Some(r)) if b == r && b > 0.0 && b <= paid_in as f64 => Ok(()),
+                    other => Err(format!("(balance, received) {other:?}: {balances:?}")),
+                }
+            },
+        )
+        .await;
 
     // The names as Prometheus has them are the names the dashboard reads:
     // every family of the verifier's /metrics and every filter counter in
@@ -1045,10 +1084,21 @@ async fn prometheus_shows_every_panel_and_fires_the_outage_alerts_on_real_traffi
     )
     .await;
     answer.assert_refused(503, "mint_unavailable");
+    wait_value(
+        &prometheus,
+        &format!("1 - min(paygress_mint_up{{mint=\"{mint_url}\"}})"),
+        1.0,
+    )
+    .await;
     let states = wait_firing(
         &prometheus,
         "PaygressMintUnreachable",
-        &json!({ "mint": mint_url, "severity": "critical" }),
+        &json!({
+            "job": VERIFIER_JOB,
+            "instance": verifier.addr(),
+            "mint": mint_url,
+            "severity": "critical",
+        }),
     )
     .await;
     assert_eq!(
