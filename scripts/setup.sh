@@ -23,7 +23,7 @@ for t in wasm32-wasip1 wasm32-unknown-unknown; do
   fi
 done
 
-# --- Debian packages (protoc for cdk-mintd, nginx, wrk, PostgreSQL, OpenSSL, Prometheus)
+# --- Debian packages (protoc for cdk-mintd, nginx, wrk, PostgreSQL, OpenSSL, Prometheus, Chromium)
 need_apt=()
 command -v protoc >/dev/null || need_apt+=(protobuf-compiler)
 [ -x /usr/sbin/nginx ] || command -v nginx >/dev/null || need_apt+=(nginx-light)
@@ -33,6 +33,9 @@ command -v node >/dev/null || need_apt+=(nodejs)
 # Prometheus and promtool for the monitoring tests (tests/src/prometheus.rs).
 { command -v prometheus && command -v promtool; } >/dev/null || need_apt+=(prometheus)
 python3 -c "import venv, ensurepip" 2>/dev/null || need_apt+=(python3 python3-venv)
+# Headless Chromium for the browser tests (tests/src/chromium.rs), which
+# look for /usr/bin/chromium (or PAYGRESS_CHROMIUM).
+command -v chromium >/dev/null || need_apt+=(chromium)
 # The PostgreSQL server the tests start (tests/src/postgres.rs): Debian keeps
 # its binaries in /usr/lib/postgresql/<version>/bin; PAYGRESS_PG_BIN names another.
 pg_server_present() {

@@ -25,8 +25,10 @@
 //!   proxies, the contract table every ingress runs and the catalogue of
 //!   path and host spellings;
 //! - [`envoy`] runs Envoy with the filter and reads its counters;
-//! - [`postgres`] runs a real PostgreSQL server ([`postgres::Postgres`]).
+//! - [`postgres`] runs a real PostgreSQL server ([`postgres::Postgres`]);
+//! - [`chromium`] drives a real headless Chromium over the DevTools protocol.
 
+pub mod chromium;
 pub mod cluster;
 pub mod contract;
 pub mod counting_proxy;

@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! paygress serve --config FILE --listen ADDR:PORT --data-dir DIR
+//! paygress error-pages --config FILE --listen ADDR:PORT
 //! paygress wallet balance [--data-dir DIR]
 //! paygress wallet send    [--data-dir DIR] --mint URL --amount N
 //! paygress wallet melt    [--data-dir DIR] --mint URL --invoice BOLT11
@@ -34,6 +35,9 @@ pub struct Cli {
 pub enum Command {
     /// Runs the verifier: GET /auth, /healthz, /readyz, /metrics.
     Serve(ServeArgs),
+    /// Serves ingress-nginx's custom error pages (its default backend): the
+    /// 402 page or JSON of the path in X-Original-URI, by X-Code and X-Format.
+    ErrorPages(ErrorPagesArgs),
     /// The verifier's wallet: balance, send, melt, fund.
     Wallet {
         #[command(subcommand)]
@@ -69,6 +73,17 @@ pub struct ServeArgs {
     /// SQLite in the data dir.
     #[arg(long, env = "PAYGRESS_DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ErrorPagesArgs {
+    /// The verifier's config file (JSON, or YAML by extension); environment
+    /// overrides apply. Pass key secrets are not read.
+    #[arg(long, env = "PAYGRESS_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// The address to listen on.
+    #[arg(long, env = "PAYGRESS_LISTEN", default_value = "0.0.0.0:8080")]
+    pub listen: SocketAddr,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -28,6 +28,8 @@
 //! * [`files`] — the data dir's permissions (0700, files 0600);
 //! * [`mint`] — what the redeemer needs of a mint's wallet, as a trait;
 //! * [`error`] — the one refusal type, mapped to core's codes;
+//! * [`error_pages`] — `paygress error-pages`: ingress-nginx's custom-errors
+//!   backend (the 402 page behind ingress-nginx);
 //! * [`metrics`] — Prometheus text;
 //! * [`pods`] — pods for leases on the Kubernetes API: templates,
 //!   provisioning, the reaper;
@@ -41,6 +43,7 @@ pub mod commands;
 pub mod config;
 pub mod decision;
 pub mod error;
+pub mod error_pages;
 pub mod files;
 pub mod ids;
 pub mod ingress;

@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::Parser;
 use paygress_verifier::cli::{Cli, Command, LeaseCommand, TokenCommand, WalletCommand};
 use paygress_verifier::commands::{backup_cmd, lease_cmd, pay, token_cmd, wallet_cmd};
-use paygress_verifier::{config, seed, server, store};
+use paygress_verifier::{config, error_pages, seed, server, store};
 use tracing_subscriber::EnvFilter;
 
 /// The default log filter: the verifier at info, cdk's chatty wallet at warn.
@@ -15,7 +15,10 @@ const DEFAULT_LOG: &str = "info,cdk=warn,cdk_common=warn,cdk_sqlite=warn,cdk_sql
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(matches!(cli.command, Command::Serve(_)));
+    init_logging(matches!(
+        cli.command,
+        Command::Serve(_) | Command::ErrorPages(_)
+    ));
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -70,6 +73,24 @@ async fn run(cli: Cli) -> ExitCode {
                 Err(e) => {
                     eprintln!("paygress: {e}");
                     tracing::error!("{e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::ErrorPages(args) => {
+            let config = match error_pages::load(args.config.as_deref()) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("paygress: {e}");
+                    tracing::error!("{e}");
+                    return ExitCode::from(2);
+                }
+            };
+            match error_pages::serve(config, args.listen).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("paygress: error pages on {}: {e}", args.listen);
+                    tracing::error!("error pages on {}: {e}", args.listen);
                     ExitCode::FAILURE
                 }
             }

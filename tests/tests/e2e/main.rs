@@ -5,8 +5,10 @@
 //! the stack, the proxies, the contract table and the spelling catalogue
 //! (`contract`), Envoy with the filter (`envoy`), the verifier (`verifier`).
 
+mod browser_chromium;
 mod browser_page;
 mod envoy_configs;
+mod error_pages;
 mod filter_envoy;
 mod harness;
 mod ingress_ext_authz;
@@ -17,8 +19,8 @@ mod leader;
 mod manifests;
 mod monitoring;
 mod pods;
-mod rate_limits;
 mod postgres_harness;
+mod rate_limits;
 mod replicas;
 mod verifier_auth;
 mod verifier_mint_outage;
