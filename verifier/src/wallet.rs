@@ -108,7 +108,15 @@ pub struct MintWallet {
     /// its result instead of asking the mint again.
     refresh: AsyncMutex<()>,
     gate: SwapGate,
+    /// This wallet, for the settlement task it spawns.
+    me: std::sync::OnceLock<std::sync::Weak<MintWallet>>,
+    /// The settlement under way, which every caller waits for.
+    settling: Mutex<Option<SharedSettlement>>,
 }
+
+/// A settlement task's outcome, awaited by however many callers.
+type SharedSettlement =
+    futures::future::Shared<futures::future::BoxFuture<'static, Result<Settlement, String>>>;
 
 /// What a settlement pass did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -381,6 +389,40 @@ impl MintWallet {
             .any(|p| matches!(p.state, State::Pending | State::Reserved)))
     }
 
+    /// Settles unfinished operations with the mint (see
+    /// [`MintWallet::settle_now`]), in a task of its own that runs to its
+    /// end whoever stops waiting for it: cdk's saga recovery stopped half-way
+    /// (a request's deadline, a timeout) could leave a saga that no later
+    /// pass recovers. One settlement at a time per mint: a caller that comes
+    /// while one runs waits for that one.
+    pub async fn settle(&self) -> Result<Settlement, cdk::Error> {
+        use futures::FutureExt as _;
+        let Some(me) = self.me.get().and_then(std::sync::Weak::upgrade) else {
+            return self.settle_now().await;
+        };
+        let run = {
+            let mut slot = self.settling.lock().unwrap_or_else(|p| p.into_inner());
+            match slot.as_ref() {
+                Some(run) if run.peek().is_none() => run.clone(),
+                _ => {
+                    let task =
+                        tokio::spawn(
+                            async move { me.settle_now().await.map_err(|e| e.to_string()) },
+                        );
+                    let run = async move {
+                        task.await
+                            .unwrap_or_else(|e| Err(format!("the settlement task failed: {e}")))
+                    }
+                    .boxed()
+                    .shared();
+                    *slot = Some(run.clone());
+                    run
+                }
+            }
+        };
+        run.await.map_err(cdk::Error::Custom)
+    }
+
     /// Settles unfinished operations with the mint, exclusive of redemptions.
     ///
     /// First, every unfinished redemption whose proofs the mint says are all
@@ -388,7 +430,7 @@ impl MintWallet {
     /// client's (cdk's own recovery would replay the swap and take it). Then
     /// cdk's `recover_incomplete_sagas` settles the rest (a swap that did
     /// happen is completed, from the mint's NUT-19 cache or by restore).
-    pub async fn settle(&self) -> Result<Settlement, cdk::Error> {
+    pub async fn settle_now(&self) -> Result<Settlement, cdk::Error> {
         let _exclusive = self
             .gate
             .lock()
@@ -606,7 +648,7 @@ impl Wallets {
     ) -> Result<Wallets, WalletError> {
         let mut built = Vec::with_capacity(mints.len());
         for url in mints {
-            built.push(Arc::new(build_mint_wallet(
+            built.push(with_self(build_mint_wallet(
                 &store, shared, url, unit, seed,
             )?));
         }
@@ -635,6 +677,13 @@ impl Wallets {
     pub fn store(&self) -> &Store {
         &self.store
     }
+}
+
+/// A wallet in an `Arc` that knows itself (for its settlement task).
+fn with_self(wallet: MintWallet) -> Arc<MintWallet> {
+    let wallet = Arc::new(wallet);
+    let _ = wallet.me.set(Arc::downgrade(&wallet));
+    wallet
 }
 
 /// Opens (or creates) the SQLite wallet store in `data_dir`.
@@ -698,6 +747,8 @@ pub fn build_mint_wallet(
         last_refresh: Mutex::new(None),
         refresh: AsyncMutex::new(()),
         gate,
+        me: std::sync::OnceLock::new(),
+        settling: Mutex::new(None),
     })
 }
 
