@@ -28,6 +28,7 @@ need_apt=()
 command -v protoc >/dev/null || need_apt+=(protobuf-compiler)
 [ -x /usr/sbin/nginx ] || command -v nginx >/dev/null || need_apt+=(nginx-light)
 command -v wrk >/dev/null || need_apt+=(wrk)
+command -v wasm-opt >/dev/null || need_apt+=(binaryen)
 command -v curl >/dev/null || need_apt+=(curl ca-certificates)
 command -v node >/dev/null || need_apt+=(nodejs)
 # Prometheus and promtool for the monitoring tests (tests/src/prometheus.rs).

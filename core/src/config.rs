@@ -31,7 +31,7 @@ use crate::challenge::Challenge;
 use crate::lease::{self, EnvLookup, LeaseTerms, PassKeyConfig};
 use crate::pass::PassKey;
 use crate::pricing::{Price, PriceTier};
-use crate::{mint_url, path, MAX_AMOUNT};
+use crate::{json, mint_url, path, MAX_AMOUNT};
 
 /// The default price of a paid path that no tier matches.
 pub const DEFAULT_AMOUNT: u64 = 1000;
@@ -151,6 +151,18 @@ pub enum ConfigError {
     },
 }
 
+/// What a JSON value is, in words (for an error).
+fn json_kind(value: &serde_json::Value) -> &'static str {
+    match value {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
+    }
+}
+
 pub(crate) fn invalid(
     key: impl Into<String>,
     value: impl core::fmt::Debug,
@@ -167,6 +179,17 @@ impl Config {
     /// Parses a JSON document (no validation beyond the schema's shape).
     pub fn from_json(text: &str) -> Result<Config, ConfigError> {
         serde_json::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))
+    }
+
+    /// [`Config::from_json`] without serde: the same schema, the same
+    /// documents accepted and refused, and serde's words in a
+    /// [`ConfigError::Parse`] (without serde_json's position for errors
+    /// of a value's type or a field). The filter parses its plugin
+    /// configuration with it, so that its `.wasm` carries no serde_json.
+    pub fn from_json_without_serde(text: &str) -> Result<Config, ConfigError> {
+        let mut r = json::Reader::new(text.as_bytes());
+        let config = read_config(&mut r).and_then(|c| r.end().map(|()| c));
+        config.map_err(|e| ConfigError::Parse(e.to_string()))
     }
 
     /// Parses an already-parsed JSON value (for YAML front ends).
@@ -241,7 +264,13 @@ impl Config {
                     ));
                 }
                 if !pod.is_object() {
-                    return Err(invalid(format!("tiers[{i}].pod"), pod, "must be an object"));
+                    // The value's kind, not the value: its `Debug` would
+                    // bring float formatting into the filter's `.wasm`.
+                    return Err(invalid(
+                        format!("tiers[{i}].pod"),
+                        json_kind(pod),
+                        "must be an object",
+                    ));
                 }
             }
             let challenge =
@@ -348,6 +377,108 @@ impl Config {
         }
         Ok(mints)
     }
+}
+
+// ---- reading a config without serde ------------------------------------------
+//
+// What the derives above read, field for field (`Config::from_json_without_serde`).
+
+fn read_config(r: &mut json::Reader<'_>) -> json::Result<Config> {
+    const FIELDS: &[&[&str]] = &[
+        &["unit"],
+        &["mints"],
+        &["default_amount"],
+        &["free_paths"],
+        &["tiers"],
+        &["verifier"],
+        &["failure_mode"],
+        &["pass_keys"],
+    ];
+    let mut c = Config {
+        unit: default_unit(),
+        mints: Vec::new(),
+        default_amount: default_amount(),
+        free_paths: Vec::new(),
+        tiers: Vec::new(),
+        verifier: VerifierRef::default(),
+        failure_mode: FailureMode::default(),
+        pass_keys: Vec::new(),
+    };
+    let seen = r.structure("Config", FIELDS, true, |r, i| {
+        match i {
+            0 => c.unit = r.string()?,
+            1 => c.mints = read_strings(r)?,
+            2 => c.default_amount = r.u64()?,
+            3 => c.free_paths = read_strings(r)?,
+            4 => r.seq(|r| {
+                c.tiers.push(read_tier(r)?);
+                Ok(())
+            })?,
+            5 => c.verifier = read_verifier(r)?,
+            6 => {
+                c.failure_mode = match r.unit_variant(&["deny", "allow"])? {
+                    0 => FailureMode::Deny,
+                    _ => FailureMode::Allow,
+                }
+            }
+            _ => r.seq(|r| {
+                c.pass_keys.push(lease::read_pass_key(r)?);
+                Ok(())
+            })?,
+        }
+        Ok(())
+    })?;
+    seen.require(1, "mints", "Config", FIELDS.len())?;
+    Ok(c)
+}
+
+fn read_strings(r: &mut json::Reader<'_>) -> json::Result<Vec<String>> {
+    let mut out = Vec::new();
+    r.seq(|r| {
+        out.push(r.string()?);
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+fn read_tier(r: &mut json::Reader<'_>) -> json::Result<Tier> {
+    const FIELDS: &[&[&str]] = &[&["id"], &["path_prefix"], &["amount"], &["lease"], &["pod"]];
+    let mut t = Tier {
+        id: String::new(),
+        path_prefix: String::new(),
+        amount: 0,
+        lease: None,
+        pod: None,
+    };
+    let seen = r.structure("Tier", FIELDS, true, |r, i| {
+        match i {
+            0 => t.id = r.string()?,
+            1 => t.path_prefix = r.string()?,
+            2 => t.amount = r.u64()?,
+            3 => t.lease = r.option(lease::read_terms)?,
+            _ => t.pod = r.option(json::Reader::json_value)?,
+        }
+        Ok(())
+    })?;
+    for (i, name) in ["id", "path_prefix", "amount"].into_iter().enumerate() {
+        seen.require(i, name, "Tier", FIELDS.len())?;
+    }
+    Ok(t)
+}
+
+fn read_verifier(r: &mut json::Reader<'_>) -> json::Result<VerifierRef> {
+    const FIELDS: &[&[&str]] = &[&["cluster"], &["authority"], &["timeout_ms"], &["path"]];
+    let mut v = VerifierRef::default();
+    r.structure("VerifierRef", FIELDS, true, |r, i| {
+        match i {
+            0 => v.cluster = r.string()?,
+            1 => v.authority = r.string()?,
+            2 => v.timeout_ms = r.u64()?,
+            _ => v.path = r.string()?,
+        }
+        Ok(())
+    })?;
+    Ok(v)
 }
 
 fn validate_unit(unit: &str) -> Result<(), ConfigError> {

@@ -54,6 +54,39 @@ impl core::fmt::Debug for PassKeyConfig {
     }
 }
 
+/// Reads [`LeaseTerms`] as its derive does (for
+/// [`Config::from_json_without_serde`](crate::Config::from_json_without_serde)).
+pub(crate) fn read_terms(r: &mut crate::json::Reader<'_>) -> crate::json::Result<LeaseTerms> {
+    const FIELDS: &[&[&str]] = &[&["seconds"]];
+    let mut seconds = 0;
+    let seen = r.structure("LeaseTerms", FIELDS, true, |r, _| {
+        seconds = r.u64()?;
+        Ok(())
+    })?;
+    seen.require(0, "seconds", "LeaseTerms", FIELDS.len())?;
+    Ok(LeaseTerms { seconds })
+}
+
+/// Reads a [`PassKeyConfig`] as its derive does.
+pub(crate) fn read_pass_key(r: &mut crate::json::Reader<'_>) -> crate::json::Result<PassKeyConfig> {
+    const FIELDS: &[&[&str]] = &[&["id"], &["secret"], &["secret_env"]];
+    let mut k = PassKeyConfig {
+        id: String::new(),
+        secret: None,
+        secret_env: None,
+    };
+    let seen = r.structure("PassKeyConfig", FIELDS, true, |r, i| {
+        match i {
+            0 => k.id = r.string()?,
+            1 => k.secret = r.option(crate::json::Reader::string)?,
+            _ => k.secret_env = r.option(crate::json::Reader::string)?,
+        }
+        Ok(())
+    })?;
+    seen.require(0, "id", "PassKeyConfig", FIELDS.len())?;
+    Ok(k)
+}
+
 /// Reads environment variables for `secret_env` (the filter passes the wasm
 /// VM's environment, the verifier its process's; tests a table).
 pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;

@@ -20,13 +20,18 @@
 //! * [`precheck`] — the checks made before anything is redeemed.
 //! * [`headers`] — header names, in one place.
 //! * [`hmac`] — HMAC-SHA256 (passes) and HMAC-SHA512 (replica seeds).
+//! * [`json`], [`cbor`] — small readers and writers with serde_json's and
+//!   ciborium's rules for the documents above, so that the filter's `.wasm`
+//!   carries neither (see docs/performance.md).
 
 pub mod browser;
+pub mod cbor;
 pub mod challenge;
 pub mod config;
 pub mod extract;
 pub mod headers;
 pub mod hmac;
+pub mod json;
 pub mod lease;
 pub mod mint_url;
 pub mod outcome;

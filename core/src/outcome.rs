@@ -3,7 +3,7 @@
 //! This is the one place where a refusal becomes a status code: the filter and
 //! the verifier both answer through [`ErrorCode::status`].
 
-use serde::Serialize;
+use crate::json;
 
 /// Why a request was not let through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -128,31 +128,15 @@ impl core::fmt::Display for Rejection {
     }
 }
 
-#[derive(Serialize)]
-struct RejectionBody<'a> {
-    error: &'a str,
-    code: &'static str,
-}
-
 /// The JSON body of a refusal: `{"error": "<words>", "code": "<code>"}`.
 pub fn rejection_body(code: ErrorCode, message: &str) -> String {
-    serde_json::to_string(&RejectionBody {
-        error: message,
-        code: code.as_str(),
-    })
-    .unwrap_or_else(|_| format!("{{\"error\":\"rejected\",\"code\":\"{}\"}}", code.as_str()))
-}
-
-#[derive(Serialize)]
-struct PaymentRequiredBody<'a> {
-    error: &'static str,
-    amount: u64,
-    unit: &'a str,
-    mints: &'a [String],
-    #[serde(skip_serializing_if = "Option::is_none")]
-    tier: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    lease_seconds: Option<u64>,
+    let mut out = String::with_capacity(message.len() + 48);
+    out.push_str("{\"error\":");
+    json::write_str(&mut out, message);
+    out.push_str(",\"code\":");
+    json::write_str(&mut out, code.as_str());
+    out.push('}');
+    out
 }
 
 /// The JSON body of a 402:
@@ -166,15 +150,29 @@ pub fn payment_required_body(
     tier: Option<&str>,
     lease_seconds: Option<u64>,
 ) -> String {
-    serde_json::to_string(&PaymentRequiredBody {
-        error: "Payment Required",
-        amount,
-        unit,
-        mints,
-        tier,
-        lease_seconds,
-    })
-    .unwrap_or_else(|_| "{\"error\":\"Payment Required\"}".to_string())
+    let mut out = String::with_capacity(96 + mints.iter().map(|m| m.len() + 3).sum::<usize>());
+    out.push_str("{\"error\":\"Payment Required\",\"amount\":");
+    out.push_str(&amount.to_string());
+    out.push_str(",\"unit\":");
+    json::write_str(&mut out, unit);
+    out.push_str(",\"mints\":[");
+    for (i, mint) in mints.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        json::write_str(&mut out, mint);
+    }
+    out.push(']');
+    if let Some(tier) = tier {
+        out.push_str(",\"tier\":");
+        json::write_str(&mut out, tier);
+    }
+    if let Some(seconds) = lease_seconds {
+        out.push_str(",\"lease_seconds\":");
+        out.push_str(&seconds.to_string());
+    }
+    out.push('}');
+    out
 }
 
 #[cfg(test)]

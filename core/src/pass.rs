@@ -20,6 +20,7 @@ use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 
 use crate::hmac::hmac_sha256;
+use crate::json;
 
 /// The version prefix of a pass.
 pub const VERSION: &str = "p1";
@@ -107,9 +108,11 @@ impl core::fmt::Display for PassError {
 
 /// Signs `claims` with `key`: the pass to hand to the client.
 pub fn sign(claims: &Claims, key: &PassKey) -> String {
-    // Serialising these plain fields cannot fail.
-    let json = serde_json::to_vec(claims).unwrap_or_default();
-    let signed = format!("{VERSION}.{}.{}", key.id, URL_SAFE_NO_PAD.encode(json));
+    let signed = format!(
+        "{VERSION}.{}.{}",
+        key.id,
+        URL_SAFE_NO_PAD.encode(claims.to_json())
+    );
     let mac = hmac_sha256(&key.secret, signed.as_bytes());
     format!("{signed}.{}", URL_SAFE_NO_PAD.encode(mac))
 }
@@ -154,7 +157,59 @@ fn decode_claims(claims: &str) -> Result<Claims, PassError> {
     let json = URL_SAFE_NO_PAD
         .decode(claims)
         .map_err(|_| PassError::Malformed)?;
-    serde_json::from_slice(&json).map_err(|_| PassError::Malformed)
+    Claims::from_json(&json).map_err(|_| PassError::Malformed)
+}
+
+impl Claims {
+    /// The claims as JSON, as serde_json writes the derived `Serialize`:
+    /// `{"l":…,"t":…,"e":…,"u":…}`, then `"p"` when there is a pod.
+    pub fn to_json(&self) -> String {
+        let mut out =
+            String::with_capacity(64 + self.lease.len() + self.tier.len() + self.payer.len());
+        out.push_str("{\"l\":");
+        json::write_str(&mut out, &self.lease);
+        out.push_str(",\"t\":");
+        json::write_str(&mut out, &self.tier);
+        out.push_str(",\"e\":");
+        out.push_str(&self.expires_at.to_string());
+        out.push_str(",\"u\":");
+        json::write_str(&mut out, &self.payer);
+        if let Some(pod) = &self.pod {
+            out.push_str(",\"p\":");
+            json::write_str(&mut out, pod);
+        }
+        out.push('}');
+        out
+    }
+
+    /// Reads claims as `serde_json::from_slice` reads the derived
+    /// `Deserialize` (unknown keys refused, `p` optional).
+    pub fn from_json(bytes: &[u8]) -> json::Result<Claims> {
+        const FIELDS: &[&[&str]] = &[&["l"], &["t"], &["e"], &["u"], &["p"]];
+        let mut r = json::Reader::new(bytes);
+        let mut c = Claims {
+            lease: String::new(),
+            tier: String::new(),
+            expires_at: 0,
+            payer: String::new(),
+            pod: None,
+        };
+        let seen = r.structure("Claims", FIELDS, true, |r, i| {
+            match i {
+                0 => c.lease = r.string()?,
+                1 => c.tier = r.string()?,
+                2 => c.expires_at = r.u64()?,
+                3 => c.payer = r.string()?,
+                _ => c.pod = r.option(json::Reader::string)?,
+            }
+            Ok(())
+        })?;
+        for (i, name) in ["l", "t", "e", "u"].into_iter().enumerate() {
+            seen.require(i, name, "Claims", FIELDS.len())?;
+        }
+        r.end()?;
+        Ok(c)
+    }
 }
 
 /// Checks a pass against `keys` at time `now` (Unix seconds): its claims

@@ -4,31 +4,28 @@
 
 use base64::engine::general_purpose::URL_SAFE;
 use base64::Engine as _;
-use serde::Serialize;
+
+use crate::cbor;
 
 /// The prefix of a version-A (CBOR) payment request.
 pub const PREFIX: &str = "creqA";
 
-#[derive(Serialize)]
-struct Request<'a> {
-    a: u64,
-    u: &'a str,
-    m: &'a [String],
-}
-
-/// Encodes the payment request of a price. Returns `None` only if CBOR
-/// serialisation fails, which it does not for these field types.
+/// Encodes the payment request of a price: the CBOR map `{"a": amount,
+/// "u": unit, "m": [mints]}`, byte for byte as ciborium serialises the
+/// struct. Always `Some` (kept an `Option` for callers that handle a
+/// request that cannot be encoded).
 pub fn encode(amount: u64, unit: &str, mints: &[String]) -> Option<String> {
     let mut cbor = Vec::with_capacity(64 + mints.iter().map(String::len).sum::<usize>());
-    ciborium::ser::into_writer(
-        &Request {
-            a: amount,
-            u: unit,
-            m: mints,
-        },
-        &mut cbor,
-    )
-    .ok()?;
+    cbor::write_map(&mut cbor, 3);
+    cbor::write_text(&mut cbor, "a");
+    cbor::write_u64(&mut cbor, amount);
+    cbor::write_text(&mut cbor, "u");
+    cbor::write_text(&mut cbor, unit);
+    cbor::write_text(&mut cbor, "m");
+    cbor::write_array(&mut cbor, mints.len());
+    for mint in mints {
+        cbor::write_text(&mut cbor, mint);
+    }
     let mut out = String::with_capacity(PREFIX.len() + cbor.len() * 4 / 3 + 4);
     out.push_str(PREFIX);
     URL_SAFE.encode_string(&cbor, &mut out);

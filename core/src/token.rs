@@ -10,10 +10,9 @@
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use serde::Deserialize;
 use thiserror::Error;
 
-use crate::mint_url;
+use crate::{cbor, json, mint_url};
 
 /// Bounds on what a token may be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -165,40 +164,34 @@ fn decode_base64(body: &str) -> Result<Vec<u8>, TokenError> {
 }
 
 // ---- V3 (JSON) --------------------------------------------------------------
+//
+// Read as serde would read these structs from `serde_json::from_slice` (see
+// `crate::json`):
+//
+// ```text
+// V3Token { token: Vec<V3Entry>, #[serde(default)] unit: Option<String>,
+//           #[serde(default)] memo: Option<String> }
+// V3Entry { mint: String, proofs: Vec<V3Proof> }
+// V3Proof { amount: u64, id: String, secret: String, #[serde(rename = "C")] c: String,
+//           #[serde(default)] dleq: Option<IgnoredAny>,
+//           #[serde(default, alias = "w")] witness: Option<IgnoredAny> }
+// ```
 
-#[derive(Deserialize)]
-struct V3Token {
-    token: Vec<V3Entry>,
-    #[serde(default)]
-    unit: Option<String>,
-    #[serde(default)]
-    memo: Option<String>,
-}
-
-#[derive(Deserialize)]
+/// One V3 `token` entry: the mint and its proofs.
 struct V3Entry {
     mint: String,
-    proofs: Vec<V3Proof>,
-}
-
-#[derive(Deserialize)]
-struct V3Proof {
-    amount: u64,
-    id: String,
-    secret: String,
-    #[serde(rename = "C")]
-    c: String,
-    #[serde(default)]
-    dleq: Option<serde::de::IgnoredAny>,
-    #[serde(default, alias = "w")]
-    witness: Option<serde::de::IgnoredAny>,
+    proofs: Vec<Proof>,
 }
 
 fn decode_v3(bytes: &[u8], limits: &TokenLimits) -> Result<Token, TokenError> {
-    let raw: V3Token = serde_json::from_slice(bytes).map_err(|_| TokenError::Syntax("JSON"))?;
-    let mut mints: Vec<String> = Vec::with_capacity(raw.token.len());
+    let syntax = |_| TokenError::Syntax("JSON");
+    let mut r = json::Reader::new(bytes);
+    let (entries, unit, memo) = read_v3_token(&mut r).map_err(syntax)?;
+    r.end().map_err(syntax)?;
+
+    let mut mints: Vec<String> = Vec::with_capacity(entries.len());
     let mut count: usize = 0;
-    for entry in &raw.token {
+    for entry in &entries {
         let norm =
             mint_url::normalize(&entry.mint).map_err(|e| TokenError::MintUrl(e.to_string()))?;
         mints.push(norm);
@@ -212,113 +205,189 @@ fn decode_v3(bytes: &[u8], limits: &TokenLimits) -> Result<Token, TokenError> {
         0 => return Err(TokenError::NoProofs),
         n => return Err(TokenError::MultiMint(n)),
     };
-    let proofs = raw
-        .token
-        .into_iter()
-        .flat_map(|e| e.proofs)
-        .map(|p| Proof {
-            amount: p.amount,
-            keyset_id: p.id,
-            secret: p.secret,
-            c: p.c,
-            has_dleq: p.dleq.is_some(),
-            has_witness: p.witness.is_some(),
-        })
-        .collect();
+    let proofs = entries.into_iter().flat_map(|e| e.proofs).collect();
     finish(
         TokenVersion::V3,
         mint,
-        raw.unit.unwrap_or_else(|| "sat".to_string()),
-        raw.memo,
+        unit.unwrap_or_else(|| "sat".to_string()),
+        memo,
         proofs,
     )
 }
 
-// ---- V4 (CBOR) --------------------------------------------------------------
+type V3Parts = (Vec<V3Entry>, Option<String>, Option<String>);
 
-#[derive(Deserialize)]
-struct V4Token {
-    m: String,
-    u: String,
-    #[serde(default)]
-    d: Option<String>,
-    t: Vec<V4Entry>,
-}
-
-#[derive(Deserialize)]
-struct V4Entry {
-    i: serde_bytes_compat::Bytes,
-    p: Vec<V4Proof>,
-}
-
-#[derive(Deserialize)]
-struct V4Proof {
-    a: u64,
-    s: String,
-    c: serde_bytes_compat::Bytes,
-    #[serde(default)]
-    d: Option<ciborium::Value>,
-    #[serde(default, alias = "witness")]
-    w: Option<ciborium::Value>,
-}
-
-/// Byte strings in CBOR, decoded without an extra dependency.
-mod serde_bytes_compat {
-    use serde::de::{Deserializer, Error, SeqAccess, Visitor};
-    use serde::Deserialize;
-
-    pub struct Bytes(pub Vec<u8>);
-
-    impl<'de> Deserialize<'de> for Bytes {
-        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-            struct V;
-            impl<'de> Visitor<'de> for V {
-                type Value = Bytes;
-                fn expecting(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-                    f.write_str("a byte string")
-                }
-                fn visit_bytes<E: Error>(self, v: &[u8]) -> Result<Bytes, E> {
-                    Ok(Bytes(v.to_vec()))
-                }
-                fn visit_byte_buf<E: Error>(self, v: Vec<u8>) -> Result<Bytes, E> {
-                    Ok(Bytes(v))
-                }
-                fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Bytes, A::Error> {
-                    let mut out = Vec::new();
-                    while let Some(b) = seq.next_element::<u8>()? {
-                        out.push(b);
-                    }
-                    Ok(Bytes(out))
-                }
-            }
-            d.deserialize_bytes(V)
+fn read_v3_token(r: &mut json::Reader<'_>) -> json::Result<V3Parts> {
+    const FIELDS: &[&[&str]] = &[&["token"], &["unit"], &["memo"]];
+    let (mut entries, mut unit, mut memo) = (Vec::new(), None, None);
+    let seen = r.structure("V3Token", FIELDS, false, |r, i| {
+        match i {
+            0 => r.seq(|r| {
+                entries.push(read_v3_entry(r)?);
+                Ok(())
+            })?,
+            1 => unit = r.option(json::Reader::string)?,
+            _ => memo = r.option(json::Reader::string)?,
         }
-    }
+        Ok(())
+    })?;
+    seen.require(0, "token", "V3Token", FIELDS.len())?;
+    Ok((entries, unit, memo))
 }
+
+fn read_v3_entry(r: &mut json::Reader<'_>) -> json::Result<V3Entry> {
+    const FIELDS: &[&[&str]] = &[&["mint"], &["proofs"]];
+    let (mut mint, mut proofs) = (String::new(), Vec::new());
+    let seen = r.structure("V3Entry", FIELDS, false, |r, i| {
+        match i {
+            0 => mint = r.string()?,
+            _ => r.seq(|r| {
+                proofs.push(read_v3_proof(r)?);
+                Ok(())
+            })?,
+        }
+        Ok(())
+    })?;
+    seen.require(0, "mint", "V3Entry", FIELDS.len())?;
+    seen.require(1, "proofs", "V3Entry", FIELDS.len())?;
+    Ok(V3Entry { mint, proofs })
+}
+
+fn read_v3_proof(r: &mut json::Reader<'_>) -> json::Result<Proof> {
+    const FIELDS: &[&[&str]] = &[
+        &["amount"],
+        &["id"],
+        &["secret"],
+        &["C"],
+        &["dleq"],
+        &["witness", "w"],
+    ];
+    let mut p = Proof {
+        amount: 0,
+        keyset_id: String::new(),
+        secret: String::new(),
+        c: String::new(),
+        has_dleq: false,
+        has_witness: false,
+    };
+    let seen = r.structure("V3Proof", FIELDS, false, |r, i| {
+        match i {
+            0 => p.amount = r.u64()?,
+            1 => p.keyset_id = r.string()?,
+            2 => p.secret = r.string()?,
+            3 => p.c = r.string()?,
+            4 => p.has_dleq = r.option(json::Reader::skip)?.is_some(),
+            _ => p.has_witness = r.option(json::Reader::skip)?.is_some(),
+        }
+        Ok(())
+    })?;
+    for (i, name) in ["amount", "id", "secret", "C"].into_iter().enumerate() {
+        seen.require(i, name, "V3Proof", FIELDS.len())?;
+    }
+    Ok(p)
+}
+
+// ---- V4 (CBOR) --------------------------------------------------------------
+//
+// Read as serde would read these structs from `ciborium::de::from_reader`
+// (see `crate::cbor`):
+//
+// ```text
+// V4Token { m: String, u: String, #[serde(default)] d: Option<String>, t: Vec<V4Entry> }
+// V4Entry { i: Bytes, p: Vec<V4Proof> }
+// V4Proof { a: u64, s: String, c: Bytes, #[serde(default)] d: Option<ciborium::Value>,
+//           #[serde(default, alias = "witness")] w: Option<ciborium::Value> }
+// ```
 
 fn decode_v4(bytes: &[u8], limits: &TokenLimits) -> Result<Token, TokenError> {
-    let raw: V4Token = ciborium::de::from_reader(bytes).map_err(|_| TokenError::Syntax("CBOR"))?;
-    let count = raw
-        .t
+    let (m, u, d, entries) =
+        read_v4_token(&mut cbor::Reader::new(bytes)).map_err(|_| TokenError::Syntax("CBOR"))?;
+    let count = entries
         .iter()
-        .fold(0usize, |n, e| n.saturating_add(e.p.len()));
+        .fold(0usize, |n, (_, p)| n.saturating_add(p.len()));
     check_proof_count(count, limits)?;
-    let mint = mint_url::normalize(&raw.m).map_err(|e| TokenError::MintUrl(e.to_string()))?;
+    let mint = mint_url::normalize(&m).map_err(|e| TokenError::MintUrl(e.to_string()))?;
     let mut proofs = Vec::with_capacity(count);
-    for entry in raw.t {
-        let keyset_id = to_hex(&entry.i.0);
-        for p in entry.p {
-            proofs.push(Proof {
-                amount: p.a,
-                keyset_id: keyset_id.clone(),
-                secret: p.s,
-                c: to_hex(&p.c.0),
-                has_dleq: p.d.is_some(),
-                has_witness: p.w.is_some(),
-            });
+    for (keyset_id, entry_proofs) in entries {
+        let keyset_id = to_hex(&keyset_id);
+        for mut p in entry_proofs {
+            p.keyset_id = keyset_id.clone();
+            proofs.push(p);
         }
     }
-    finish(TokenVersion::V4, mint, raw.u, raw.d, proofs)
+    finish(TokenVersion::V4, mint, u, d, proofs)
+}
+
+/// A V4 entry: the keyset id's bytes and its proofs (their `keyset_id`
+/// filled in later).
+type V4Entry = (Vec<u8>, Vec<Proof>);
+type V4Parts = (String, String, Option<String>, Vec<V4Entry>);
+
+fn read_v4_token(r: &mut cbor::Reader<'_>) -> cbor::Result<V4Parts> {
+    const FIELDS: &[&[&str]] = &[&["m"], &["u"], &["d"], &["t"]];
+    let (mut m, mut u, mut d, mut t) = (String::new(), String::new(), None, Vec::new());
+    let seen = r.structure(FIELDS, |r, i| {
+        match i {
+            0 => m = r.string()?,
+            1 => u = r.string()?,
+            2 => d = r.option(cbor::Reader::string)?,
+            _ => r.seq(|r| {
+                t.push(read_v4_entry(r)?);
+                Ok(())
+            })?,
+        }
+        Ok(())
+    })?;
+    // m, u and t are required.
+    if seen & 0b1011 != 0b1011 {
+        return Err(cbor::Error);
+    }
+    Ok((m, u, d, t))
+}
+
+fn read_v4_entry(r: &mut cbor::Reader<'_>) -> cbor::Result<V4Entry> {
+    const FIELDS: &[&[&str]] = &[&["i"], &["p"]];
+    let (mut id, mut proofs) = (Vec::new(), Vec::new());
+    let seen = r.structure(FIELDS, |r, i| {
+        match i {
+            0 => id = r.bytes()?,
+            _ => r.seq(|r| {
+                proofs.push(read_v4_proof(r)?);
+                Ok(())
+            })?,
+        }
+        Ok(())
+    })?;
+    if seen & 0b11 != 0b11 {
+        return Err(cbor::Error);
+    }
+    Ok((id, proofs))
+}
+
+fn read_v4_proof(r: &mut cbor::Reader<'_>) -> cbor::Result<Proof> {
+    const FIELDS: &[&[&str]] = &[&["a"], &["s"], &["c"], &["d"], &["w", "witness"]];
+    let mut p = Proof {
+        amount: 0,
+        keyset_id: String::new(),
+        secret: String::new(),
+        c: String::new(),
+        has_dleq: false,
+        has_witness: false,
+    };
+    let seen = r.structure(FIELDS, |r, i| {
+        match i {
+            0 => p.amount = r.u64()?,
+            1 => p.secret = r.string()?,
+            2 => p.c = to_hex(&r.bytes()?),
+            3 => p.has_dleq = r.option(cbor::Reader::any)?.is_some(),
+            _ => p.has_witness = r.option(cbor::Reader::any)?.is_some(),
+        }
+        Ok(())
+    })?;
+    if seen & 0b111 != 0b111 {
+        return Err(cbor::Error);
+    }
+    Ok(p)
 }
 
 // ---- shared -----------------------------------------------------------------

@@ -43,6 +43,7 @@ use paygress_core::browser::{self, Format};
 use paygress_core::config::ConfigError;
 use paygress_core::extract::{self, FoundToken};
 use paygress_core::headers as h;
+use paygress_core::json;
 use paygress_core::lease::EnvLookup;
 use paygress_core::outcome::{self, ErrorCode, Rejection};
 use paygress_core::pass::{self, Claims, PassError};
@@ -257,7 +258,7 @@ impl Plugin {
     /// [`Plugin::from_json`], reading `pass_keys[].secret_env` through `env`.
     pub fn from_json_with_env(bytes: &[u8], env: EnvLookup<'_>) -> Result<Plugin, PluginError> {
         let text = core::str::from_utf8(bytes).map_err(|_| PluginError::NotUtf8)?;
-        Plugin::new(Config::from_json(text)?.compile_with_env(env)?)
+        Plugin::new(Config::from_json_without_serde(text)?.compile_with_env(env)?)
     }
 
     /// The plugin for a compiled config.
@@ -862,14 +863,37 @@ struct Refusal {
 
 impl Refusal {
     fn parse(body: &str) -> Option<Refusal> {
-        let value: serde_json::Value = serde_json::from_str(body).ok()?;
-        let text = |key: &str| value.get(key).and_then(|v| v.as_str()).map(str::to_string);
+        let [code, error, refund] = object_strings(body, ["code", "error", "refund"])?;
         Some(Refusal {
-            code: ErrorCode::parse(value.get("code")?.as_str()?)?,
-            message: text("error").unwrap_or_default(),
-            refund: text("refund"),
+            code: ErrorCode::parse(code.as_deref()?)?,
+            message: error.unwrap_or_default(),
+            refund,
         })
     }
+}
+
+/// The string members `keys` of a JSON object (the last of a repeated key;
+/// `None` for one that is missing or not a string), or `None` when `text`
+/// is not a JSON object, as `serde_json::Value` reads one.
+fn object_strings<const N: usize>(text: &str, keys: [&str; N]) -> Option<[Option<String>; N]> {
+    let mut r = json::Reader::new(text.as_bytes());
+    if !r.peek_object() {
+        return None;
+    }
+    let mut found: [Option<String>; N] = std::array::from_fn(|_| None);
+    r.value_with(&mut |r, key| match keys.iter().position(|k| *k == key) {
+        Some(i) => {
+            let value = r.value_string()?;
+            if let Some(slot) = found.get_mut(i) {
+                *slot = value;
+            }
+            Ok(true)
+        }
+        None => Ok(false),
+    })
+    .ok()?;
+    r.end().ok()?;
+    Some(found)
 }
 
 impl Pending {
@@ -895,14 +919,13 @@ fn relayable_body<'a>(response: &CalloutResponse<'a>) -> Option<&'a str> {
         return None;
     }
     let text = core::str::from_utf8(response.body).ok()?;
-    let value: serde_json::Value = serde_json::from_str(text).ok()?;
-    value.is_object().then_some(text)
+    object_strings(text, []).map(|[]| text)
 }
 
 /// The `code` of a JSON refusal body.
 fn body_code(body: &str) -> Option<ErrorCode> {
-    let value: serde_json::Value = serde_json::from_str(body).ok()?;
-    ErrorCode::parse(value.get("code")?.as_str()?)
+    let [code] = object_strings(body, ["code"])?;
+    ErrorCode::parse(code.as_deref()?)
 }
 
 /// Read access to a header list.
