@@ -18,6 +18,8 @@ setup:
 build:
     cargo build -p paygress-verifier
     cargo build -p paygress-filter --target wasm32-wasip1 --profile wasm-release
+    # binaryen's size pass (docs/performance.md); the features are rustc's wasm32 defaults.
+    wasm-opt -Oz --enable-bulk-memory --enable-sign-ext --enable-mutable-globals --enable-nontrapping-float-to-int --enable-multivalue --enable-reference-types --enable-extended-const {{wasm}} -o {{wasm}}.opt && mv {{wasm}}.opt {{wasm}}
     @ls -l {{wasm}}
 
 # Formatting and clippy (-D warnings), native and wasm32.
@@ -46,6 +48,11 @@ check-envoy: setup build
 # Benchmarks: each prints its numbers beside a baseline measured in the same run (`just bench envoy` or `just bench redeem` for one part).
 bench which="all": setup build
     bash scripts/bench.sh {{which}}
+
+# Soak for MINUTES (default 30): PostgreSQL, a mint, two release verifiers on one database, Envoy with the filter; mixed requests at a fixed rate (`just soak 2 --rate 20`); RSS/FD slopes and money invariants (exit 1 when one fails); report in target/soak/.
+soak minutes="30" *flags: setup build
+    if [ -z "${PAYGRESS_BIN:-}" ]; then CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 cargo build --release -p paygress-verifier --locked --quiet; fi
+    source scripts/tools.sh && PAYGRESS_BIN="${PAYGRESS_BIN:-$PWD/target/release/paygress}" cargo run -p paygress-tests --bin soak --locked -- --minutes {{minutes}} {{flags}}
 
 # Run the whole stack locally and walk through a payment and a lease (Ctrl-C stops it).
 demo: setup build

@@ -16,8 +16,16 @@
 #    PAYGRESS_PASS_KEY, random unless set), a funded wallet, `paygress pay`.
 # 2. Redemption latency: p50 of a payment through the verifier's /auth beside
 #    a bare cdk `receive` at the same mint (cargo bench -p paygress-verifier).
+# 3. Replicas: redemptions per second through /auth with 1, 2 and 3 verifier
+#    replicas on one PostgreSQL database and one mint, beside one replica on
+#    SQLite (the ratio's baseline), with the CPU of the verifiers, the mint
+#    and PostgreSQL during the load (tests/src/bin/replica_bench.rs).
+#    PAYGRESS_BENCH_REDEMPTIONS (300 tokens per case), PAYGRESS_BENCH_IN_FLIGHT
+#    (32), PAYGRESS_BENCH_WARMUP (5 per replica), PAYGRESS_BENCH_REPLICAS
+#    (1,2,3) and PAYGRESS_BENCH_REPLICA_ROUNDS (3 interleaved rounds, medians)
+#    tune it.
 #
-#   bash scripts/bench.sh [all|envoy|redeem]      (default all)
+#   bash scripts/bench.sh [all|envoy|redeem|replicas]      (default all)
 #
 # PAYGRESS_BENCH_DURATION (10s), PAYGRESS_BENCH_CONNECTIONS (32) and
 # PAYGRESS_BENCH_ROUNDS (3) tune wrk; PAYGRESS_BENCH_VERIFIER names a verifier
@@ -218,4 +226,20 @@ echo "== Redemption latency (verifier /auth vs bare cdk receive, same mint)"
 # the time is the mint's swap and the stores' writes.
 CARGO_PROFILE_BENCH_LTO=false CARGO_PROFILE_BENCH_CODEGEN_UNITS=16 \
   cargo bench -p paygress-verifier --bench redeem_latency --locked
+fi
+
+if [ "$which" = all ] || [ "$which" = replicas ]; then
+echo
+echo "== Replicas: redemptions per second, 1-3 verifiers on one PostgreSQL database and one mint, beside SQLite x1"
+REPLICA_VERIFIER=${PAYGRESS_BENCH_VERIFIER:-}
+if [ -z "$REPLICA_VERIFIER" ]; then
+  echo "bench: building the verifier (release profile, without LTO) ..."
+  CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 \
+    cargo build --release -p paygress-verifier --locked --quiet
+  REPLICA_VERIFIER=$PWD/target/release/paygress
+fi
+[ -x "$REPLICA_VERIFIER" ] || { echo "bench: $REPLICA_VERIFIER is missing" >&2; exit 1; }
+# The driver is a debug build (the tests crate in release takes long to
+# build on a small machine); the verifiers it measures are the release build.
+PAYGRESS_BIN=$REPLICA_VERIFIER cargo run -p paygress-tests --bin replica_bench --locked --quiet
 fi
