@@ -459,15 +459,29 @@ impl Redeemer {
         }
     }
 
-    /// Drops the ledger row of a swap that left nothing pending (the mint
-    /// refused it, or it never left): the token is still the client's.
+    /// After a swap that failed or was stopped: when nothing of it is left
+    /// pending in the wallet, either it completed before it was stopped
+    /// (cdk recorded the receive: the row is credited, and the token's next
+    /// presentation is granted) or it did not happen (the row is dropped:
+    /// the token is still the client's). Forgetting a swap that completed
+    /// would leave its value in the wallet and the client refused as spent.
     async fn forget_if_not_pending<M: MintOps>(&self, mint: &M, key: &[u8; 32], ys: &[PublicKey]) {
         match mint.has_pending(ys).await {
-            Ok(false) => {
-                if let Err(e) = self.ledger.forget(key).await {
-                    tracing::warn!(error = %e, "cannot update the ledger");
+            Ok(false) => match mint.completed_receive(ys).await {
+                Ok(Some(received)) => {
+                    if let Err(e) = self.ledger.credit(key, mint.url(), received).await {
+                        tracing::warn!(error = %e, "cannot update the ledger");
+                    } else {
+                        tracing::info!(mint = %mint.url(), received, "a stopped redemption had completed: credited");
+                    }
                 }
-            }
+                Ok(None) => {
+                    if let Err(e) = self.ledger.forget(key).await {
+                        tracing::warn!(error = %e, "cannot update the ledger");
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot read the wallet store"),
+            },
             Ok(true) => {}
             Err(e) => tracing::warn!(error = %e, "cannot read the wallet store"),
         }

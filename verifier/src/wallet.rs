@@ -250,8 +250,10 @@ impl MintWallet {
     }
 
     /// What an earlier receive of exactly these proofs brought in, when cdk
-    /// recorded it as completed (after a timeout or a crash, settled by
-    /// saga recovery): the amount received, net of fees.
+    /// recorded it and it did not fail (after a timeout or a crash, settled
+    /// by saga recovery, or stopped after its outputs were stored): the
+    /// amount received, net of fees. Ask only when none of the proofs is
+    /// pending in the wallet.
     pub async fn completed_receive(&self, ys: &[PublicKey]) -> Result<Option<u64>, cdk::Error> {
         let mut want = ys.to_vec();
         want.sort();
@@ -265,9 +267,13 @@ impl MintWallet {
             )
             .await
             .map_err(cdk::Error::Database)?;
+        // A receive stopped after its outputs were stored (a timeout, a
+        // crash) leaves its record `Pending` with no pending proofs: the
+        // callers ask only once no proof of the token is pending, so such a
+        // record is a swap that happened. `Failed` ones did not.
         Ok(txs
             .into_iter()
-            .filter(|t| t.status == TransactionStatus::Completed)
+            .filter(|t| t.status != TransactionStatus::Failed)
             .find(|t| {
                 let mut have = t.ys.clone();
                 have.sort();
