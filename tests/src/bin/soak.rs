@@ -1300,6 +1300,7 @@ async fn run(args: Args) -> i32 {
         let states = wallet.proof_states(&t.token).await;
         if states.iter().any(|s| *s != ProofState::Unspent) {
             spent_not_granted.push(json!({
+                "path": t.path,
                 "amount": t.amount,
                 "answer": t.kind,
                 "states": format!("{states:?}"),
@@ -1562,7 +1563,8 @@ async fn run(args: Args) -> i32 {
     }
     for t in stats.not_granted.iter().take(10) {
         println!(
-            "  not granted ({} sat, {}): {}",
+            "  not granted ({} {} sat, {}): {}",
+            t.path,
             t.amount,
             t.kind,
             t.history.join(" | ")
@@ -1608,7 +1610,7 @@ async fn run(args: Args) -> i32 {
             "leases_bought": stats.leases_bought,
             "shared_wallet_balance_sat": balance,
             "shared_wallet_pending_sat": pending,
-            "not_granted": stats.not_granted.iter().map(|t| json!({"amount": t.amount, "answer": t.kind, "attempts": t.history})).collect::<Vec<_>>(),
+            "not_granted": stats.not_granted.iter().map(|t| json!({"path": t.path, "amount": t.amount, "answer": t.kind, "attempts": t.history})).collect::<Vec<_>>(),
             "spent_not_granted": spent_not_granted,
             "replays_granted": stats.replays_granted,
             "upstream_requests": upstream_stats.requests.load(Ordering::Relaxed),
