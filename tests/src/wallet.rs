@@ -28,6 +28,46 @@ pub struct TestWallet {
 }
 
 impl TestWallet {
+    /// Mints `count` proofs of `value` sat (fake Lightning) and returns
+    /// them, without making a token: a load driver makes its tokens from
+    /// them itself, faster than the wallet's send. The proofs stay listed
+    /// as the wallet's.
+    pub async fn mint_proofs(&self, value: u64, count: u64) -> Proofs {
+        let w = self.inner();
+        let amount = count * value;
+        let quote = w
+            .mint_quote(
+                PaymentMethod::BOLT11,
+                Some(Amount::from(amount)),
+                None,
+                None,
+            )
+            .await
+            .unwrap_or_else(|e| panic!("payer: mint quote for {amount}: {e}"));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let status = w
+                .check_mint_quote_status(&quote.id)
+                .await
+                .unwrap_or_else(|e| panic!("payer: mint quote status: {e}"));
+            if status.state == MintQuoteState::Paid {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "payer: the mint quote was not paid"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let split = SplitTarget::Values(vec![Amount::from(value); count as usize]);
+        let proofs = w
+            .mint(&quote.id, split, None)
+            .await
+            .unwrap_or_else(|e| panic!("payer: minting {amount}: {e}"));
+        assert_eq!(proofs.len() as u64, count, "payer: minted {proofs:?}");
+        proofs
+    }
+
     /// A new empty wallet (fresh random seed, in-memory SQLite store) for the
     /// mint at `mint_url`, with `recover_incomplete_sagas` run as cdk asks.
     /// Panics when the wallet cannot be built.

@@ -34,9 +34,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use cdk::amount::SplitTarget;
-use cdk::nuts::{CurrencyUnit, MintQuoteState, PaymentMethod, Proofs, Token};
-use cdk::Amount;
+use cdk::nuts::{CurrencyUnit, Proofs, Token};
 use tokio::sync::Semaphore;
 
 use paygress_tests::fixture::DEFAULT_PRICE;
@@ -218,46 +216,6 @@ fn rss_kib(pid: u32) -> Option<u64> {
 // ---------------------------------------------------------------------------
 // The payer.
 
-/// Mints `count` proofs of `value` sat (fake Lightning) and returns them.
-/// Each is handed out in a token made here ([`token_of`]): the wallet's own
-/// send would be the slow part of the driver, and the proofs stay listed as
-/// the wallet's (its balance means nothing here).
-async fn mint_proofs(wallet: &TestWallet, value: u64, count: u64) -> Proofs {
-    let w = wallet.inner();
-    let amount = count * value;
-    let quote = w
-        .mint_quote(
-            PaymentMethod::BOLT11,
-            Some(Amount::from(amount)),
-            None,
-            None,
-        )
-        .await
-        .unwrap_or_else(|e| panic!("payer: mint quote for {amount}: {e}"));
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let status = w
-            .check_mint_quote_status(&quote.id)
-            .await
-            .unwrap_or_else(|e| panic!("payer: mint quote status: {e}"));
-        if status.state == MintQuoteState::Paid {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "payer: the mint quote was not paid"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let split = SplitTarget::Values(vec![Amount::from(value); count as usize]);
-    let proofs = w
-        .mint(&quote.id, split, None)
-        .await
-        .unwrap_or_else(|e| panic!("payer: minting {amount}: {e}"));
-    assert_eq!(proofs.len() as u64, count, "payer: minted {proofs:?}");
-    proofs
-}
-
 /// A `cashuB` token of these proofs.
 fn token_of(wallet: &TestWallet, proofs: Proofs) -> String {
     Token::new(
@@ -274,7 +232,7 @@ async fn premint(wallet: &TestWallet, count: usize) -> Vec<String> {
     let mut left = count as u64;
     while left > 0 {
         let batch = left.min(FUND_BATCH);
-        let proofs = mint_proofs(wallet, DEFAULT_PRICE, batch).await;
+        let proofs = wallet.mint_proofs(DEFAULT_PRICE, batch).await;
         tokens.extend(proofs.into_iter().map(|p| token_of(wallet, vec![p])));
         left -= batch;
     }

@@ -58,9 +58,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::extract::State;
 use axum::http::HeaderMap;
-use cdk::amount::SplitTarget;
-use cdk::nuts::{CurrencyUnit, MintQuoteState, PaymentMethod, Proofs, State as ProofState, Token};
-use cdk::Amount;
+use cdk::nuts::{CurrencyUnit, Proofs, State as ProofState, Token};
 use futures::StreamExt as _;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
@@ -608,7 +606,7 @@ async fn pay_fresh(ctx: &Ctx, token: String, amount: u64, n: u64) {
 
 /// Buys a lease on `/compute` with a fresh token: its pass and expiry.
 async fn buy_lease(ctx: &Ctx, wallet: &TestWallet) -> (String, u64) {
-    let token = token_of(wallet, mint_proofs(wallet, COMPUTE, 1).await);
+    let token = token_of(wallet, wallet.mint_proofs(COMPUTE, 1).await);
     let reply = ctx
         .send("/compute/soak", &[("x-cashu", token.clone())])
         .await
@@ -638,46 +636,6 @@ async fn buy_lease(ctx: &Ctx, wallet: &TestWallet) -> (String, u64) {
 // ---------------------------------------------------------------------------
 // The payer: a wallet funded in 32-sat proofs, and a pool of tokens.
 
-/// Mints `count` proofs of `value` sat (fake Lightning) and returns them.
-/// Each is handed out in a token made here ([`token_of`]): the wallet's own
-/// send would be the slow part of the driver, and the proofs stay listed as
-/// the wallet's (its balance means nothing here).
-async fn mint_proofs(wallet: &TestWallet, value: u64, count: u64) -> Proofs {
-    let w = wallet.inner();
-    let amount = count * value;
-    let quote = w
-        .mint_quote(
-            PaymentMethod::BOLT11,
-            Some(Amount::from(amount)),
-            None,
-            None,
-        )
-        .await
-        .unwrap_or_else(|e| panic!("payer: mint quote for {amount}: {e}"));
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let status = w
-            .check_mint_quote_status(&quote.id)
-            .await
-            .unwrap_or_else(|e| panic!("payer: mint quote status: {e}"));
-        if status.state == MintQuoteState::Paid {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "payer: the mint quote was not paid"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let split = SplitTarget::Values(vec![Amount::from(value); count as usize]);
-    let proofs = w
-        .mint(&quote.id, split, None)
-        .await
-        .unwrap_or_else(|e| panic!("payer: minting {amount}: {e}"));
-    assert_eq!(proofs.len() as u64, count, "payer: minted {proofs:?}");
-    proofs
-}
-
 /// A `cashuB` token of these proofs.
 fn token_of(wallet: &TestWallet, proofs: Proofs) -> String {
     Token::new(
@@ -706,7 +664,7 @@ async fn produce(
         };
         let want = (amount / DEFAULT_PRICE) as usize;
         if stash.len() < want {
-            stash.extend(mint_proofs(&wallet, DEFAULT_PRICE, FUND_BATCH).await);
+            stash.extend(wallet.mint_proofs(DEFAULT_PRICE, FUND_BATCH).await);
         }
         let token = token_of(&wallet, stash.split_off(stash.len() - want));
         made.fetch_add(1, Ordering::Relaxed);
