@@ -296,6 +296,26 @@ impl Envoy {
             .unwrap_or_else(|err| panic!("envoy admin {url}: {err}"))
     }
 
+    /// Sets a runtime key through the admin interface (`POST
+    /// /runtime_modify?key=value`), e.g. `paygress_rate_limit.enforced` to
+    /// `0` so that a load is not cut off by the shipped rate limits.
+    pub async fn runtime_modify(&self, key: &str, value: &str) {
+        let url = format!(
+            "{}/runtime_modify?{key}={value}",
+            loopback_url(self.inner.admin_port)
+        );
+        let response = loopback_http_client()
+            .post(&url)
+            .send()
+            .await
+            .unwrap_or_else(|err| panic!("envoy admin {url}: {err}"));
+        assert!(
+            response.status().is_success(),
+            "envoy admin {url}: {}",
+            response.status()
+        );
+    }
+
     /// The filter's counters, from `/stats/prometheus`; panics when one of
     /// [`counters`] is not there.
     pub async fn counters(&self) -> Counters {

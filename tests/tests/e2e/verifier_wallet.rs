@@ -9,6 +9,7 @@
 
 use std::os::unix::fs::PermissionsExt;
 
+use cdk::cdk_database::WalletDatabase as _;
 use cdk::Amount;
 use paygress_tests::verifier::*;
 use paygress_tests::{TestMint, TestWallet};
@@ -90,6 +91,41 @@ async fn a_restart_keeps_the_wallet_balance() {
             &url
         ),
         before + PREMIUM
+    );
+}
+
+/// A redemption keeps what it received in the fewest proofs: every 64-sat
+/// token becomes one 64-sat proof of the verifier's wallet, whatever the
+/// payer's token held. cdk's default receive splits toward three proofs of
+/// every denomination instead, and reads and decodes every proof of the
+/// wallet to do so, which makes each redemption slower the more the
+/// verifier holds.
+#[tokio::test]
+async fn a_redemption_keeps_its_value_in_the_fewest_proofs() {
+    let mint = mint().await;
+    let url = mint.url();
+    let payer = TestWallet::new(&url).await;
+    payer.fund(1000).await;
+    let mut v = Verifier::start(&config(&url)).await;
+    for _ in 0..3 {
+        pay(&v.auth("/premium"), &payer.token(PREMIUM).await)
+            .await
+            .assert_paid();
+    }
+    v.stop();
+    let store = cdk_sqlite::WalletSqliteDatabase::new(v.data_dir().join("wallet.sqlite"))
+        .await
+        .unwrap_or_else(|e| panic!("the verifier's wallet store: {e}"));
+    let proofs = store
+        .get_proofs(None, None, Some(vec![cdk::nuts::State::Unspent]), None)
+        .await
+        .unwrap_or_else(|e| panic!("the verifier's proofs: {e}"));
+    let mut amounts: Vec<u64> = proofs.iter().map(|p| u64::from(p.proof.amount)).collect();
+    amounts.sort_unstable();
+    assert_eq!(
+        amounts,
+        vec![PREMIUM; 3],
+        "three redemptions of {PREMIUM} sat (no input fee) should leave three proofs of {PREMIUM}"
     );
 }
 
