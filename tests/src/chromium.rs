@@ -574,6 +574,19 @@ impl Page {
             .to_string()
     }
 
+    /// Sets the tab's viewport to `width` × `height` CSS pixels (scale 1),
+    /// for a page wider than [`WINDOW_WIDTH`].
+    pub async fn set_viewport(&self, width: u32, height: u32) {
+        self.call(
+            "Emulation.setDeviceMetricsOverride",
+            json!({
+                "width": width, "height": height,
+                "deviceScaleFactor": 1, "mobile": false
+            }),
+        )
+        .await;
+    }
+
     /// The whole page (beyond the window) as a PNG, written to `path`.
     pub async fn screenshot(&self, path: &Path) {
         let metrics = self.call("Page.getLayoutMetrics", json!({})).await;

@@ -32,6 +32,7 @@ pub mod chromium;
 pub mod cluster;
 pub mod contract;
 pub mod counting_proxy;
+pub mod dashboard;
 pub mod delay_proxy;
 pub mod envoy;
 pub mod fixture;

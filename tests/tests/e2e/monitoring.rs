@@ -22,7 +22,9 @@
 //! verifier's `/metrics` and the real Envoy's `/stats/prometheus` (the
 //! filter's counters) while real traffic goes through Envoy with the
 //! filter: a 402, paid requests with real tokens, a refused replay, a lease
-//! and its pass, a lease with a pod (on the Kubernetes API stand-in). The
+//! and its pass, a lease with a pod (on the Kubernetes API stand-in), and,
+//! once Prometheus has those, a second round of paid requests, leases and
+//! passes (so that the counters the first round created rise). The
 //! verifier runs its background pass (keyset refresh, balance) every
 //! second. The wallet balance panel then shows what the payments brought,
 //! every dashboard query has data, and no alert is pending or firing. The
@@ -33,16 +35,30 @@
 //! firing, for that mint and verifier; the verifier is stopped:
 //! PaygressVerifierDown and, after paid requests the filter cannot call out
 //! for, PaygressCalloutFailures fire.
+//!
+//! The dashboard as a picture: with the mint stopped (so that the mint
+//! errors have data too) and before the verifier stops, every panel of the
+//! dashboard is drawn by the harness's renderer (`paygress_tests::dashboard`:
+//! each target's query evaluated by the live Prometheus over the test's
+//! run, the variables substituted as Grafana would) into a self-contained
+//! HTML page, `target/artifacts/monitoring/dashboard.html`, which headless
+//! Chromium screenshots to `dashboard.png` beside it. Every panel drew data,
+//! the page has every title, the PNG is as wide as the page. With
+//! `PAYGRESS_UPDATE_SCREENSHOTS=1` the PNG also replaces
+//! `docs/img/dashboard.png` (the one README.md and docs/monitoring.md
+//! show).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
-use std::time::Duration;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use paygress_core::ErrorCode;
 use paygress_filter::metrics::Counter;
+use paygress_tests::chromium::Chromium;
 use paygress_tests::contract::{get, leases, repo_file, EchoUpstream};
+use paygress_tests::dashboard::{self as renderer, Kind, Window, PAGE_WIDTH};
 use paygress_tests::envoy::{plugin_config, EnvoyProcess, Template, ENVOY_READY_TIMEOUT, PREMIUM};
 use paygress_tests::fixture::COMPUTE;
 use paygress_tests::kube_api::FakeApiServer;
@@ -155,18 +171,19 @@ fn dashboard_queries(dashboard: &Value) -> Vec<(String, String, String)> {
     out
 }
 
-/// A dashboard query as Prometheus runs it: Grafana's interval variables
-/// replaced by what Grafana would give for a recent range.
+/// A dashboard query as Prometheus runs it: the variables replaced by what
+/// Grafana would give for the last hour at a 15 s step, with its default
+/// scrape interval (`$__rate_interval` 1m, `$__interval` 15s, `$__range`
+/// 1h).
 fn substitute(expr: &str) -> String {
-    let out = expr
-        .replace("$__rate_interval", "1m")
-        .replace("$__interval", "15s")
-        .replace("$__range", "1h");
-    assert!(
-        !out.contains('$'),
-        "{DASHBOARD}: a query uses a variable the test does not know: {expr}"
+    let vars = renderer::Variables::new(
+        &dashboard(),
+        15,
+        3600,
+        renderer::GRAFANA_SCRAPE_INTERVAL_SECS,
     );
-    out
+    renderer::substitute(expr, &vars)
+        .unwrap_or_else(|err| panic!("{DASHBOARD}: a query the test cannot run: {err}"))
 }
 
 /// The `paygress_*` names a PromQL expression reads.
@@ -847,6 +864,144 @@ async fn wait_value(prometheus: &Prometheus, expr: &str, min: f64) {
         .await;
 }
 
+/// The dashboard's picture that README.md and docs/monitoring.md show.
+const DASHBOARD_PNG: &str = "docs/img/dashboard.png";
+/// How often the test's Prometheus scrapes (`paygress_tests::prometheus`):
+/// the data source's scrape interval, for `$__rate_interval`.
+const SCRAPE_INTERVAL_SECS: u64 = 1;
+/// The most the committed picture may weigh.
+const DASHBOARD_PNG_MAX_BYTES: usize = 400 * 1024;
+
+fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_else(|err| panic!("the clock is before 1970: {err}"))
+        .as_secs_f64()
+}
+
+/// Where the monitoring test keeps its picture: `<target
+/// dir>/artifacts/monitoring/` (created).
+fn artifacts_dir() -> PathBuf {
+    let dir = tools::target_dir().join("artifacts").join("monitoring");
+    std::fs::create_dir_all(&dir)
+        .unwrap_or_else(|err| panic!("cannot create {}: {err}", dir.display()));
+    dir
+}
+
+/// The width and height of a PNG (its IHDR chunk); panics on anything else.
+fn png_size(png: &[u8], what: &str) -> (u32, u32) {
+    assert!(
+        png.len() > 24 && png.starts_with(b"\x89PNG\r\n\x1a\n") && &png[12..16] == b"IHDR",
+        "{what} is not a PNG"
+    );
+    let word = |at: usize| u32::from_be_bytes([png[at], png[at + 1], png[at + 2], png[at + 3]]);
+    (word(16), word(20))
+}
+
+/// The dashboard as a picture: every panel drawn from `prometheus` over
+/// `window` by the harness's renderer into
+/// `target/artifacts/monitoring/dashboard.html`, screenshotted by headless
+/// Chromium to `dashboard.png` beside it (and to docs/img with
+/// `PAYGRESS_UPDATE_SCREENSHOTS=1`). Every panel but the rows drew data
+/// (a series with a number, or a stat value), the page has every panel's
+/// title, the PNG is as wide as the page.
+async fn picture_of_the_dashboard(prometheus: &Prometheus, window: Window) {
+    let json = dashboard();
+    let note = format!(
+        "The panels of {DASHBOARD}, their queries evaluated by a real Prometheus over the \
+         monitoring test's run ({}–{} UTC: payments, a replay, leases, pods, then the mint \
+         stopped), drawn by the test's renderer, not by Grafana.",
+        renderer::clock(window.start),
+        renderer::clock(window.end)
+    );
+    let rendered = renderer::render(prometheus, &json, window, SCRAPE_INTERVAL_SECS, &note).await;
+    let panel_count = json["panels"].as_array().map_or(0, Vec::len);
+    assert_eq!(
+        rendered.panels.len(),
+        panel_count,
+        "the renderer drew {} of the {panel_count} panels",
+        rendered.panels.len()
+    );
+    let empty: Vec<_> = rendered
+        .panels
+        .iter()
+        .filter(|p| p.kind != Kind::Row && p.shown == 0)
+        .collect();
+    assert!(
+        empty.is_empty(),
+        "panels drawn with no data over {window:?}: {empty:#?}"
+    );
+    for panel in &rendered.panels {
+        let title = renderer::escape(&panel.title);
+        assert!(
+            rendered.html.contains(&format!(">{title}</h")),
+            "the page has no title {:?}",
+            panel.title
+        );
+    }
+
+    let dir = artifacts_dir();
+    let html = dir.join("dashboard.html");
+    std::fs::write(&html, &rendered.html)
+        .unwrap_or_else(|err| panic!("cannot write {}: {err}", html.display()));
+    let chromium = Chromium::start().await;
+    let page = chromium.new_page().await;
+    page.set_viewport(PAGE_WIDTH, 900).await;
+    let url = format!("file://{}", html.display());
+    let mark = page.mark();
+    let navigated = page.call("Page.navigate", json!({ "url": url })).await;
+    if let Some(error) = navigated.get("errorText").and_then(Value::as_str) {
+        panic!("chromium: opening {url} failed: {error}");
+    }
+    page.wait_for_load(mark).await;
+    let drawn = page
+        .evaluate(
+            "({ panels: document.querySelectorAll('section.panel').length, \
+               lines: document.querySelectorAll('section.panel svg path').length, \
+               scripts: document.scripts.length })",
+        )
+        .await;
+    assert_eq!(
+        drawn["panels"],
+        json!(query_panels(&json).len()),
+        "the panels Chromium shows: {drawn}"
+    );
+    assert!(
+        drawn["lines"].as_u64().is_some_and(|n| n > 0) && drawn["scripts"] == 0,
+        "what Chromium shows: {drawn}"
+    );
+    let shot = dir.join("dashboard.png");
+    page.screenshot(&shot).await;
+    let png = std::fs::read(&shot).unwrap_or_else(|err| panic!("{}: {err}", shot.display()));
+    let (width, height) = png_size(&png, &shot.display().to_string());
+    assert_eq!(width, PAGE_WIDTH, "{}: width", shot.display());
+    assert!(height > 1000, "{}: {width}×{height}", shot.display());
+    drop(page);
+    drop(chromium);
+
+    if std::env::var("PAYGRESS_UPDATE_SCREENSHOTS").as_deref() == Ok("1") {
+        assert!(
+            png.len() <= DASHBOARD_PNG_MAX_BYTES,
+            "{}: {} bytes, more than the {DASHBOARD_PNG_MAX_BYTES} the docs may carry",
+            shot.display(),
+            png.len()
+        );
+        let dest = tools::workspace_root().join(DASHBOARD_PNG);
+        std::fs::copy(&shot, &dest)
+            .unwrap_or_else(|err| panic!("cannot copy to {}: {err}", dest.display()));
+    }
+    // The committed docs show the picture this test takes.
+    let committed = std::fs::read(tools::workspace_root().join(DASHBOARD_PNG))
+        .unwrap_or_else(|err| panic!("{DASHBOARD_PNG}: {err}"));
+    assert_eq!(
+        png_size(&committed, DASHBOARD_PNG).0,
+        PAGE_WIDTH,
+        "{DASHBOARD_PNG}: width"
+    );
+    assert!(repo_file(DOCS).contains("img/dashboard.png"));
+    assert!(repo_file("README.md").contains(DASHBOARD_PNG));
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn prometheus_shows_every_panel_and_fires_the_outage_alerts_on_real_traffic() {
     // Fail at once, with the install hint, when Prometheus is missing.
@@ -926,6 +1081,8 @@ async fn prometheus_shows_every_panel_and_fires_the_outage_alerts_on_real_traffi
     )
     .await;
     prometheus.wait_targets_up(2, Duration::from_secs(30)).await;
+    // The dashboard's picture starts here.
+    let start = unix_now();
     let loaded = prometheus.rules().await;
     assert_eq!(
         loaded.len(),
@@ -1060,6 +1217,39 @@ async fn prometheus_shows_every_panel_and_fires_the_outage_alerts_on_real_traffi
         );
     }
 
+    // A second round, now that Prometheus has the first: the counters that
+    // the first round created (a counter's first sample counts no increase)
+    // rise on the dashboard's panels.
+    let token = wallet.token(PREMIUM).await;
+    let answer = get(&url("/premium/again"), &[("X-Cashu", token.as_str())]).await;
+    assert_eq!(answer.status, 200, "paid, second round: {answer:?}");
+    let token = wallet.token(COMPUTE).await;
+    let answer = get(&url("/compute/again"), &[("X-Cashu", token.as_str())]).await;
+    assert_eq!(answer.status, 200, "lease, second round: {answer:?}");
+    let (pass, _) = leases::pass_of_any_path("monitoring", &answer);
+    let answer = get(
+        &verifier.auth("/compute/again"),
+        &[("X-Paygress-Pass", pass.as_str())],
+    )
+    .await;
+    assert_eq!(
+        answer.status, 200,
+        "pass at the verifier, second round: {answer:?}"
+    );
+    let token = wallet.token(BOX).await;
+    let answer = get(&url("/box/again"), &[("X-Cashu", token.as_str())]).await;
+    assert_eq!(
+        answer.status, 200,
+        "lease with a pod, second round: {answer:?}"
+    );
+    for (expr, min) in [
+        ("sum(paygress_passes_total{result=\"accepted\"})", 2.0),
+        ("sum(paygress_leases_total{kind=\"sold\"})", 4.0),
+        ("sum(paygress_pods_total{event=\"provisioned\"})", 2.0),
+    ] {
+        wait_value(&prometheus, expr, min).await;
+    }
+
     // No alert while all is well (several evaluations after the traffic).
     tokio::time::sleep(Duration::from_secs(4)).await;
     let alerts = unexplained(&prometheus, &[]).await;
@@ -1131,6 +1321,16 @@ async fn prometheus_shows_every_panel_and_fires_the_outage_alerts_on_real_traffi
             )
             .await;
     }
+
+    // --- The dashboard as a picture, from the traffic to the outage.
+    picture_of_the_dashboard(
+        &prometheus,
+        Window {
+            start,
+            end: unix_now(),
+        },
+    )
+    .await;
 
     // --- The verifier goes away: Prometheus cannot scrape it, and the
     // filter cannot call out to it (failure_mode deny: 503).
