@@ -45,7 +45,7 @@ test: setup lint build
 check-envoy: setup build
     source scripts/tools.sh && cargo test -p paygress-tests --test e2e --locked -- envoy_configs::
 
-# Benchmarks: each prints its numbers beside a baseline measured in the same run (`just bench envoy`, `just bench redeem` or `just bench replicas` for one part).
+# Benchmarks: each number beside a baseline measured in the same run, one table at the end, also as JSON in target/bench/ (`just bench envoy`, `just bench redeem` or `just bench replicas` for one part; scripts/bench.sh lists the cases and knobs).
 bench which="all": setup build
     bash scripts/bench.sh {{which}}
 
