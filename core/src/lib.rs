@@ -36,6 +36,7 @@ pub mod lease;
 pub mod mint_url;
 pub mod outcome;
 pub mod pass;
+pub mod pass_cache;
 pub mod pass_carrier;
 pub mod path;
 pub mod payment_request;

@@ -215,6 +215,21 @@ impl Claims {
 /// Checks a pass against `keys` at time `now` (Unix seconds): its claims
 /// when it is genuine and unexpired.
 pub fn verify(pass: &str, keys: &[PassKey], now: u64) -> Result<Claims, PassError> {
+    unexpired(verify_signature(pass, keys)?, now)
+}
+
+/// A genuine pass's claims at time `now`: themselves while `expires_at` is
+/// ahead, [`PassError::Expired`] from then on.
+pub fn unexpired(claims: Claims, now: u64) -> Result<Claims, PassError> {
+    if claims.expires_at <= now {
+        return Err(PassError::Expired(claims));
+    }
+    Ok(claims)
+}
+
+/// Checks a pass's signature against `keys`, whatever its expiry: its
+/// claims when it is genuine. [`verify`] is this and then [`unexpired`].
+pub fn verify_signature(pass: &str, keys: &[PassKey]) -> Result<Claims, PassError> {
     let parts = split(pass.trim())?;
     let key = keys
         .iter()
@@ -226,11 +241,7 @@ pub fn verify(pass: &str, keys: &[PassKey], now: u64) -> Result<Claims, PassErro
     if !constant_time_eq(&hmac_sha256(&key.secret, parts.signed.as_bytes()), &mac) {
         return Err(PassError::BadSignature);
     }
-    let claims = decode_claims(parts.claims)?;
-    if claims.expires_at <= now {
-        return Err(PassError::Expired(claims));
-    }
-    Ok(claims)
+    decode_claims(parts.claims)
 }
 
 /// What a pass says and the id of the key it names, **without checking its
@@ -243,7 +254,7 @@ pub fn decode_unverified(pass: &str) -> Result<(String, Claims), PassError> {
 
 /// Whether two byte strings are equal, in time that depends only on their
 /// lengths.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 

@@ -47,6 +47,7 @@ use paygress_core::json;
 use paygress_core::lease::EnvLookup;
 use paygress_core::outcome::{self, ErrorCode, Rejection};
 use paygress_core::pass::{self, Claims, PassError};
+use paygress_core::pass_cache::PassCache;
 use paygress_core::pass_carrier::{self, PassSource};
 use paygress_core::precheck;
 use paygress_core::pricing::{Price, PriceTier};
@@ -94,6 +95,8 @@ pub enum PluginError {
 pub struct Plugin {
     config: CompiledConfig,
     limits: TokenLimits,
+    /// The passes whose signature this VM checked already.
+    passes: PassCache,
 }
 
 /// Edits of a header map: every header named in `remove` is removed (all its
@@ -264,6 +267,7 @@ impl Plugin {
     /// The plugin for a compiled config.
     pub fn new(config: CompiledConfig) -> Result<Plugin, PluginError> {
         Ok(Plugin {
+            passes: PassCache::new(config.pass_keys().to_vec()),
             config,
             limits: TokenLimits::default(),
         })
@@ -384,7 +388,7 @@ impl Plugin {
         } = asked;
         let challenge =
             || Decision::LocalReply(self.payment_required(tier.index, request.format()));
-        match pass::verify(presented.pass, self.config.pass_keys(), now) {
+        match self.passes.verify(presented.pass, now) {
             Ok(claims) if self.config.pass_opens(target, &claims.tier) => {
                 edits.extend(&credential_edits);
                 grant(&mut edits, pass_grant(&claims));
@@ -598,7 +602,7 @@ impl Plugin {
         // The verifier, which sold the lease, is the authority: a pass this
         // filter cannot check (a key it lacks during a rotation) still goes
         // to the client who paid for it, with a warning.
-        let claims = match pass::verify(pass, self.config.pass_keys(), now) {
+        let claims = match self.passes.verify(pass, now) {
             Ok(claims) | Err(PassError::Expired(claims)) => claims,
             Err(e) => match pass::decode_unverified(pass) {
                 Ok((key_id, claims)) => {
@@ -781,12 +785,18 @@ fn reserved_edits(headers: &Headers) -> HeaderEdits {
     edits
 }
 
-/// Replaces every grant header (whatever the client or an earlier edit set)
-/// with `values`.
+/// Sets the grant headers to `values`, replacing an earlier addition of any
+/// of them in `edits`. The client's copies are gone already: every grant
+/// header is reserved, so [`reserved_edits`] removed those present before
+/// any grant (on the request itself, or before its callout). The host is
+/// not asked to remove headers that are not there: each removal is a host
+/// call on every granted request.
 fn grant(edits: &mut HeaderEdits, values: impl IntoIterator<Item = (&'static str, Vec<u8>)>) {
-    for name in h::GRANT_HEADERS {
-        edits.remove(name);
-    }
+    edits.add.retain(|(name, _)| {
+        !h::GRANT_HEADERS
+            .iter()
+            .any(|g| g.eq_ignore_ascii_case(name))
+    });
     edits.add.extend(
         values
             .into_iter()
