@@ -100,7 +100,8 @@
 # (100,250,500: the fixed rates of /auth, req/s), PAYGRESS_PASS_KEY (the pass
 # key; random unless set). PAYGRESS_BENCH_VERIFIER names a verifier binary to
 # use (envoy and replicas parts) instead of building one (release, without
-# LTO). Tools come from `just setup` (scripts/tools.sh: Envoy, cdk-mintd;
+# LTO). PAYGRESS_BENCH_WASM names another filter .wasm to measure (to
+# compare two builds of the filter, one run each). Tools come from `just setup` (scripts/tools.sh: Envoy, cdk-mintd;
 # nginx, wrk, wasm-opt on PATH); the filter's .wasm from `just build`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -116,7 +117,7 @@ CONNECTIONS=${PAYGRESS_BENCH_CONNECTIONS:-32}
 ROUNDS=${PAYGRESS_BENCH_ROUNDS:-5}
 RATES=${PAYGRESS_BENCH_RATES:-100,250,500}
 TARGET=${CARGO_TARGET_DIR:-$PWD/target}
-WASM=$TARGET/wasm32-wasip1/wasm-release/paygress_filter.wasm
+WASM=${PAYGRESS_BENCH_WASM:-$TARGET/wasm32-wasip1/wasm-release/paygress_filter.wasm}
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 STAMP=$(date -u +%Y%m%dT%H%M%S)
 LOADAVG_START=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -255,8 +256,10 @@ render_envoy plain-shipped "$PLAIN" "$PLAIN_ADMIN" "$WASM" "{}"
 python3 scripts/bench/envoy_variant.py "$run/plain-shipped.yaml" "$run/plain.yaml" plain
 python3 scripts/render.py envoy/envoy-ext-authz.yaml "$run/ext-authz.yaml" LISTEN_PORT="$EA" ADMIN_PORT="$EA_ADMIN" \
   VERIFIER_PORT="$VER" UPSTREAM_PORT="$UP"
+declare -A proc_of # process name -> pid, for the CPU each case costs
 start_envoy() { # name
   "$PAYGRESS_ENVOY" -c "$run/$1.yaml" --concurrency 1 --log-level error --disable-hot-restart > "$run/$1.log" 2>&1 & pids+=($!)
+  proc_of[$1]=$!
 }
 for name in paygress noop plain ext-authz; do start_envoy "$name"; done
 # NGINX auth_request as the NGINX end-to-end tests render it, limits off.
@@ -266,10 +269,12 @@ python3 scripts/bench/nginx_gateway.py "$run/gateway/shipped.conf" "$run/gateway
 "$NGINX" -t -q -p "$run/gateway" -c nginx.conf -e stderr 2> "$run/gateway.log" \
   || { cat "$run/gateway.log" >&2; fail "nginx -t refused the NGINX gateway's config"; }
 "$NGINX" -p "$run/gateway" -c nginx.conf -e stderr > "$run/gateway.log" 2>&1 & pids+=($!)
+proc_of[gateway]=$!
 
 wait_up "$MINT_URL/v1/info" "$run/mint.log"
 PAYGRESS_LOG=warn "$VERIFIER_BIN" serve --config "$run/config.json" --listen "127.0.0.1:$VER" \
   --data-dir "$run/verifier" > "$run/verifier.log" 2>&1 & pids+=($!)
+proc_of[verifier]=$!
 wait_up "http://127.0.0.1:$VER/readyz" "$run/verifier.log"
 wait_up "http://127.0.0.1:$UP/"
 wait_up "http://127.0.0.1:$PG/" "$run/paygress.log"; wait_up "http://127.0.0.1:$NOOP/" "$run/noop.log"
@@ -372,6 +377,30 @@ measure() { # name expect(2xx|402|400) url [header]
   [ -z "$bad" ] || fail "case '$name' ($url) must answer only $expect; unexpected:$bad (every answer: ${statuses:-none})"
   ANSWERS=$total
 }
+# The CPU time (utime + stime, clock ticks) of processes and their children
+# (NGINX's workers), and which processes serve each case: the proxy, and the
+# verifier for the peers that ask it. CPU per request is the figure a noisy
+# machine disturbs least: it does not count time the proxy waited for a CPU.
+cpu_ticks() { # pid...
+  local p total=0 t
+  for p in "$@" $(for p in "$@"; do pgrep -P "$p" || true; done); do
+    t=$(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0)
+    total=$((total + t))
+  done
+  echo "$total"
+}
+serving() { # case -> pids
+  case $1 in
+    plain | plain_pass) echo "${proc_of[plain]}" ;;
+    noop) echo "${proc_of[noop]}" ;;
+    free | filter402 | filter400 | pass) echo "${proc_of[paygress]}" ;;
+    direct402) echo "${proc_of[direct-402]}" ;;
+    direct400) echo "${proc_of[direct-400]}" ;;
+    ext_*) echo "${proc_of[ext-authz]} ${proc_of[verifier]}" ;;
+    nginx_*) echo "${proc_of[gateway]} ${proc_of[verifier]}" ;;
+  esac
+}
+TICK=$(getconf CLK_TCK)
 # A counter of the verifier's /metrics (`name{labels} value`).
 verifier_count() { # name{labels}
   curl -sS "http://127.0.0.1:$VER/metrics" | awk -v n="$1" '$1==n{print $2; f=1} END{if(!f) print 0}'
@@ -410,7 +439,10 @@ for round in $(seq 1 "$ROUNDS"); do
     IFS='|' read -r name expect url header <<<"$c"
     before=$(counter "$PG_ADMIN" paygress_callouts_total)
     asked=$(asked_for "$name"); [ -z "$asked" ] || asked_before=$(verifier_count "$asked")
+    procs=$(serving "$name")
+    ticks_before=$(cpu_ticks $procs)
     measure "$name" "$expect" "$url" "$header"
+    ticks=$(( $(cpu_ticks $procs) - ticks_before ))
     if [ "$name" = filter400 ]; then
       after=$(counter "$PG_ADMIN" paygress_callouts_total)
       [ "$after" = "$before" ] || fail "case 'filter400': the filter called the verifier $((after - before)) times; its 400 must be the in-proxy pre-check"
@@ -420,6 +452,8 @@ for round in $(seq 1 "$ROUNDS"); do
       [ "$n" -ge "$ANSWERS" ] || fail "case '$name': $ANSWERS answers, but the verifier counted only $n in $asked: the gateway did not ask it for each request"
     fi
     printf '%s\t%s\n' "$name" "$RPS" >> "$samples"
+    # CPU microseconds per answer.
+    printf 'cpu:%s\t%s\n' "$name" "$(python3 -c 'import sys; t,hz,n=map(float,sys.argv[1:]); print(t/hz*1e6/n)' "$ticks" "$TICK" "$ANSWERS")" >> "$samples"
     line+=" $name $(printf '%.0f' "$RPS")"
   done
   echo "$line"

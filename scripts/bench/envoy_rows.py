@@ -19,6 +19,8 @@ BAD = "400: GET /premium/x, X-Cashu: a 1 sat token (pre-check: insufficient_amou
 PASS = "pass path: GET /compute/x, X-Paygress-Pass -> upstream"
 RATE = "verifier /auth at a fixed rate (half unpaid, half passes; ext_authz and NGINX shapes)"
 SIZE = "size"
+CPU = ("CPU per answer, in microseconds (the proxy's process, and the verifier's "
+       "for ext_authz and NGINX; what a noisy machine disturbs least)")
 
 PLAIN = "plain Envoy (envoy.yaml without the filter)"
 NOOP = "noop wasm filter"
@@ -64,6 +66,22 @@ def main():
     add(PASS, NGINX, "req/s", "nginx_pass", PLAIN, "plain_pass")
     add(PASS, FILTER + ", vs ext_authz", "req/s", "pass", EXT, "ext_pass", ">= 3x")
     add(PASS, FILTER + ", vs NGINX", "req/s", "pass", NGINX, "nginx_pass")
+
+    us = "us/answer"
+    add(CPU, "free path: " + PLAIN, us, "cpu:plain")
+    add(CPU, "free path: " + NOOP, us, "cpu:noop", "free path: " + PLAIN, "cpu:plain")
+    add(CPU, "free path: " + FILTER, us, "cpu:free", "free path: " + PLAIN, "cpu:plain")
+    add(CPU, "free path: " + FILTER + ", vs noop", us, "cpu:free", "free path: " + NOOP, "cpu:noop")
+    add(CPU, "free path: " + EXT, us, "cpu:ext_free", "free path: " + PLAIN, "cpu:plain")
+    add(CPU, "free path: " + NGINX, us, "cpu:nginx_free", "free path: " + PLAIN, "cpu:plain")
+    add(CPU, "402: " + DIRECT_402, us, "cpu:direct402")
+    add(CPU, "402: " + FILTER, us, "cpu:filter402", "402: " + DIRECT_402, "cpu:direct402")
+    add(CPU, "400: " + DIRECT_400, us, "cpu:direct400")
+    add(CPU, "400: " + FILTER, us, "cpu:filter400", "400: " + DIRECT_400, "cpu:direct400")
+    add(CPU, "pass path: " + PLAIN, us, "cpu:plain_pass")
+    add(CPU, "pass path: " + FILTER, us, "cpu:pass", "pass path: " + PLAIN, "cpu:plain_pass")
+    add(CPU, "pass path: " + EXT, us, "cpu:ext_pass", "pass path: " + PLAIN, "cpu:plain_pass")
+    add(CPU, "pass path: " + NGINX, us, "cpu:nginx_pass", "pass path: " + PLAIN, "cpu:plain_pass")
 
     add(RATE, "RSS before the load (after a 1 s warm-up)", "MiB", "rss_idle")
     for rate in [r for r in rates.split(",") if r]:

@@ -1,7 +1,8 @@
 """The bench's row format (scripts/bench.sh), shared by the parts that
 write rows and the step that merges them:
 
-    {"section": str, "case": str, "unit": "req/s"|"ms"|"MiB"|"%"|"bytes",
+    {"section": str, "case": str,
+     "unit": "req/s"|"ms"|"MiB"|"%"|"bytes"|"us/answer",
      "median": number, "min": number|null, "max": number|null,
      "samples": int, "baseline": str|null (a case of the same section),
      "ratio": number|null (median / the baseline's median),
