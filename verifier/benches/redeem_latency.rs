@@ -116,12 +116,28 @@ async fn main() {
         }
     }
     let [filter, auth, bare_times] = times.map(|mut t| Stats::of(&mut t));
+    // What Envoy and the upstream add on their own: a free path, no payment.
+    let mut free_times = Vec::with_capacity(n);
+    let free_url = stack.url("/free/bench");
+    for _ in 0..n {
+        let started = Instant::now();
+        let response = client
+            .get(&free_url)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GET {free_url}: {e}"));
+        assert!(response.status().is_success(), "GET {free_url}");
+        let _ = response.bytes().await;
+        free_times.push(started.elapsed());
+    }
+    let free = Stats::of(&mut free_times);
     println!(
         "redemption latency over {n} tokens of {PREMIUM} sat each way (cdk-mintd 0.18.3, loopback):"
     );
     println!("  through Envoy + filter + callout: {filter}");
     println!("  through /auth:                    {auth}");
     println!("  bare cdk receive (baseline):      {bare_times}");
+    println!("  Envoy + upstream, a free path:    {free}");
     let ratio = |s: &Stats| s.p50.as_secs_f64() / bare_times.p50.as_secs_f64();
     println!(
         "  p50 ratios: filter {:.2}x (goal <= 1.15x), /auth {:.2}x (goal <= 1.10x)",
@@ -150,6 +166,13 @@ async fn main() {
             "through Envoy + filter + callout p99",
             &filter,
             0.99,
+            None,
+            None,
+        ),
+        row(
+            "Envoy + upstream alone (a free path)",
+            &free,
+            0.5,
             None,
             None,
         ),
