@@ -402,21 +402,9 @@ pub fn substitute(expr: &str, vars: &Variables) -> Result<String, String> {
 // ---------------------------------------------------------------------------
 // Text.
 
-/// `text` safe in HTML and SVG, in text and in attribute values.
-pub fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
+/// `text` safe in HTML and SVG, in text and in attribute values: the
+/// escaping of the 402 page.
+pub use paygress_core::browser::escape;
 
 /// A colour of the dashboard JSON as CSS: Grafana's named colours as
 /// their hex values, `#rgb`/`#rrggbb(aa)` as they are, anything else as the

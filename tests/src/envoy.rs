@@ -279,9 +279,14 @@ impl Envoy {
     }
 
     async fn admin_get(&self, path: &str) -> String {
+        self.admin(reqwest::Method::GET, path).await
+    }
+
+    /// An admin request that must succeed; its body.
+    async fn admin(&self, method: reqwest::Method, path: &str) -> String {
         let url = format!("{}{path}", loopback_url(self.inner.admin_port));
         let response = loopback_http_client()
-            .get(&url)
+            .request(method, &url)
             .send()
             .await
             .unwrap_or_else(|err| panic!("envoy admin {url}: {err}"));
@@ -300,20 +305,11 @@ impl Envoy {
     /// /runtime_modify?key=value`), e.g. `paygress_rate_limit.enforced` to
     /// `0` so that a load is not cut off by the shipped rate limits.
     pub async fn runtime_modify(&self, key: &str, value: &str) {
-        let url = format!(
-            "{}/runtime_modify?{key}={value}",
-            loopback_url(self.inner.admin_port)
-        );
-        let response = loopback_http_client()
-            .post(&url)
-            .send()
-            .await
-            .unwrap_or_else(|err| panic!("envoy admin {url}: {err}"));
-        assert!(
-            response.status().is_success(),
-            "envoy admin {url}: {}",
-            response.status()
-        );
+        self.admin(
+            reqwest::Method::POST,
+            &format!("/runtime_modify?{key}={value}"),
+        )
+        .await;
     }
 
     /// The filter's counters, from `/stats/prometheus`; panics when one of

@@ -28,6 +28,18 @@ pub struct TestWallet {
 }
 
 impl TestWallet {
+    /// A `cashuB` token of `proofs` from this wallet's mint, in sat (for
+    /// proofs from [`TestWallet::mint_proofs`]).
+    pub fn token_of(&self, proofs: Proofs) -> String {
+        Token::new(
+            self.inner().mint_url.clone(),
+            proofs,
+            None,
+            CurrencyUnit::Sat,
+        )
+        .to_string()
+    }
+
     /// Mints `count` proofs of `value` sat (fake Lightning) and returns
     /// them, without making a token: a load driver makes its tokens from
     /// them itself, faster than the wallet's send. The proofs stay listed

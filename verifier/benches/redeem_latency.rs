@@ -30,11 +30,9 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use cdk::nuts::{CurrencyUnit, Proofs, Token};
 use paygress_tests::envoy::Setup;
 use paygress_tests::fixture::PREMIUM;
 use paygress_tests::process::loopback_http_client;
-use paygress_tests::TestWallet;
 use paygress_verifier::wallet::receive_options;
 use serde_json::{json, Value};
 
@@ -79,7 +77,7 @@ async fn main() {
     while tokens.len() < wanted {
         let count = MINT_BATCH.min((wanted - tokens.len()) as u64);
         for proof in payer.mint_proofs(PREMIUM, count).await {
-            tokens.push(token_of(payer, vec![proof]));
+            tokens.push(payer.token_of(vec![proof]));
         }
     }
 
@@ -228,17 +226,6 @@ fn env_usize(name: &str, default: usize) -> usize {
             .unwrap_or_else(|e| panic!("{name}={v:?} is not a count: {e}")),
         Err(_) => default,
     }
-}
-
-/// A `cashuB` token of these proofs.
-fn token_of(wallet: &TestWallet, proofs: Proofs) -> String {
-    Token::new(
-        wallet.inner().mint_url.clone(),
-        proofs,
-        None,
-        CurrencyUnit::Sat,
-    )
-    .to_string()
 }
 
 async fn bare_wallet(dir: &Path, mint_url: &str) -> paygress_verifier::wallet::MintWallet {

@@ -34,7 +34,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use cdk::nuts::{CurrencyUnit, Proofs, Token};
 use tokio::sync::Semaphore;
 
 use paygress_tests::fixture::DEFAULT_PRICE;
@@ -216,24 +215,13 @@ fn rss_kib(pid: u32) -> Option<u64> {
 // ---------------------------------------------------------------------------
 // The payer.
 
-/// A `cashuB` token of these proofs.
-fn token_of(wallet: &TestWallet, proofs: Proofs) -> String {
-    Token::new(
-        wallet.inner().mint_url.clone(),
-        proofs,
-        None,
-        CurrencyUnit::Sat,
-    )
-    .to_string()
-}
-
 async fn premint(wallet: &TestWallet, count: usize) -> Vec<String> {
     let mut tokens = Vec::with_capacity(count);
     let mut left = count as u64;
     while left > 0 {
         let batch = left.min(FUND_BATCH);
         let proofs = wallet.mint_proofs(DEFAULT_PRICE, batch).await;
-        tokens.extend(proofs.into_iter().map(|p| token_of(wallet, vec![p])));
+        tokens.extend(proofs.into_iter().map(|p| wallet.token_of(vec![p])));
         left -= batch;
     }
     tokens

@@ -58,7 +58,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::extract::State;
 use axum::http::HeaderMap;
-use cdk::nuts::{CurrencyUnit, Proofs, State as ProofState, Token};
+use cdk::nuts::{Proofs, State as ProofState};
 use futures::StreamExt as _;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
@@ -606,7 +606,7 @@ async fn pay_fresh(ctx: &Ctx, token: String, amount: u64, n: u64) {
 
 /// Buys a lease on `/compute` with a fresh token: its pass and expiry.
 async fn buy_lease(ctx: &Ctx, wallet: &TestWallet) -> (String, u64) {
-    let token = token_of(wallet, wallet.mint_proofs(COMPUTE, 1).await);
+    let token = wallet.token_of(wallet.mint_proofs(COMPUTE, 1).await);
     let reply = ctx
         .send("/compute/soak", &[("x-cashu", token.clone())])
         .await
@@ -636,17 +636,6 @@ async fn buy_lease(ctx: &Ctx, wallet: &TestWallet) -> (String, u64) {
 // ---------------------------------------------------------------------------
 // The payer: a wallet funded in 32-sat proofs, and a pool of tokens.
 
-/// A `cashuB` token of these proofs.
-fn token_of(wallet: &TestWallet, proofs: Proofs) -> String {
-    Token::new(
-        wallet.inner().mint_url.clone(),
-        proofs,
-        None,
-        CurrencyUnit::Sat,
-    )
-    .to_string()
-}
-
 /// Fills the pool with tokens of 32 and 64 sat until `stop`.
 async fn produce(
     wallet: TestWallet,
@@ -666,7 +655,7 @@ async fn produce(
         if stash.len() < want {
             stash.extend(wallet.mint_proofs(DEFAULT_PRICE, FUND_BATCH).await);
         }
-        let token = token_of(&wallet, stash.split_off(stash.len() - want));
+        let token = wallet.token_of(stash.split_off(stash.len() - want));
         made.fetch_add(1, Ordering::Relaxed);
         if tx.send((token, amount)).await.is_err() {
             break;
